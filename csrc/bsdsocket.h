@@ -1,0 +1,83 @@
+/*
+** bsdsocket internal header: what the csrc/*.c files share.
+** Nothing here is visible to Lua except through luaopen_bsdsocket_core.
+*/
+#ifndef BSDSOCKET_H
+#define BSDSOCKET_H
+
+#include <sys/types.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <netinet/in.h>
+
+#include "lua.h"
+#include "lauxlib.h"
+
+#define BSD_SOCKET_MT "bsdsocket.socket"
+#define BSD_ADDR_MT   "bsdsocket.addr"
+#define BSD_POLLER_MT "bsdsocket.poller"
+
+/* registry key of the weak table whose keys are the coroutines run by
+** bsdsocket.loop; a socket call that would block inside one of them yields */
+#define BSD_TASKS_KEY "bsdsocket.tasks"
+
+/* wait-for events, as the loop sees them in a yield */
+#define BSD_WANT_READ  1
+#define BSD_WANT_WRITE 2
+
+typedef struct bsd_socket {
+  int fd;            /* -1 once closed or detached */
+  int family;
+  int type;          /* without SOCK_NONBLOCK/SOCK_CLOEXEC bits */
+  int protocol;
+  double timeout;    /* seconds; < 0 means block forever */
+  int fd_nonblock;   /* O_NONBLOCK is set on fd */
+} bsd_socket;
+
+typedef struct bsd_addr {
+  socklen_t len;
+  struct sockaddr_storage ss;
+} bsd_addr;
+
+/* errors.c */
+int bsd_pusherror(lua_State *L, const char *call, const char *peer, int err);
+int bsd_pushgaierror(lua_State *L, const char *call, const char *peer, int gai);
+const char *bsd_errname(int err);
+void bsd_open_errors(lua_State *L);           /* sets errno, strerror in table at top */
+
+/* socket.c */
+bsd_socket *bsd_checksocket(lua_State *L, int idx);     /* any state */
+bsd_socket *bsd_checkopen(lua_State *L, int idx);       /* raises if closed */
+bsd_socket *bsd_newsocket(lua_State *L, int fd, int family, int type, int protocol);
+int bsd_getfd(lua_State *L, int idx);  /* socket userdata or integer fd */
+double bsd_monotime(void);
+int bsd_setnonblock(int fd, int on);
+void bsd_open_socket(lua_State *L);   /* metatable + functions into table at top */
+
+/* addr.c */
+bsd_addr *bsd_newaddr(lua_State *L, const struct sockaddr *sa, socklen_t len);
+bsd_addr *bsd_testaddr(lua_State *L, int idx);
+/* Reads an address from the arguments at idx: an addr, a Unix path, or
+** host, port (resolved for family). Returns the number of Lua arguments
+** consumed (1 or 2), or 0 after pushing nil, msg, code (3 values) on a
+** resolver failure. */
+int bsd_getaddrarg(lua_State *L, int idx, int family, int socktype,
+                   const char *call, bsd_addr *out);
+/* text form of an address: "127.0.0.1:80", "[::1]:80", "unix:/tmp/x" */
+void bsd_addrtostring(const struct sockaddr *sa, socklen_t len,
+                      char *buf, size_t bufsize);
+void bsd_open_addr(lua_State *L);
+
+/* options.c */
+int bsd_setsockopt(lua_State *L);
+int bsd_getsockopt(lua_State *L);
+
+/* constants.c */
+void bsd_open_constants(lua_State *L);
+/* Looks up the integer argument or, for strings, a name from the table
+** (e.g. "r" for shutdown); raises on unknown values. */
+
+/* poller.c (may be absent in early builds) */
+void bsd_open_poller(lua_State *L);
+
+#endif
