@@ -23,7 +23,7 @@ MODULE = $(BUILD)/bsdsocket/core.so
 DEB_PACKAGES = lua5.4 liblua5.4-dev lua-busted luarocks pkg-config
 DEB_BENCH    = lua-socket lua-luv valgrind
 
-.PHONY: all deps deps-bench test sanitize valgrind bench demo install uninstall clean rock-check errnames lint
+.PHONY: all deps deps-bench test sanitize valgrind bench demo install uninstall clean rock-check errnames lint constants
 
 all: $(MODULE)
 
@@ -86,7 +86,10 @@ uninstall:
 rock-check:
 	sh .ci/rock-check
 
-# Regenerates csrc/errnames.h from this platform's <errno.h>.
+# Regenerate csrc/constants.h and csrc/errnames.h from this platform's headers.
+constants:
+	sh csrc/genconstants.sh > csrc/constants.h
+
 errnames:
 	sh csrc/generrnames.sh > csrc/errnames.h
 

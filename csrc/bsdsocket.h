@@ -1,5 +1,5 @@
 /*
-** bsdsocket internal header: what the csrc/*.c files share.
+** bsdsocket internal header: what the C sources of bsdsocket.core share.
 ** Nothing here is visible to Lua except through luaopen_bsdsocket_core.
 */
 #ifndef BSDSOCKET_H
@@ -32,6 +32,7 @@ typedef struct bsd_socket {
   int protocol;
   double timeout;    /* seconds; < 0 means block forever */
   int fd_nonblock;   /* O_NONBLOCK is set on fd */
+  int want;          /* BSD_WANT_* of the last call that would have blocked */
 } bsd_socket;
 
 typedef struct bsd_addr {
@@ -72,10 +73,8 @@ void bsd_open_addr(lua_State *L);
 int bsd_setsockopt(lua_State *L);
 int bsd_getsockopt(lua_State *L);
 
-/* constants.c */
+/* core.c */
 void bsd_open_constants(lua_State *L);
-/* Looks up the integer argument or, for strings, a name from the table
-** (e.g. "r" for shutdown); raises on unknown values. */
 
 /* poller.c (may be absent in early builds) */
 void bsd_open_poller(lua_State *L);
