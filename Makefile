@@ -20,7 +20,7 @@ HDRS   = $(wildcard csrc/*.h)
 BUILD ?= build
 MODULE = $(BUILD)/bsdsocket/core.so
 
-DEB_PACKAGES = lua5.4 liblua5.4-dev lua-busted luarocks pkg-config
+DEB_PACKAGES = lua5.4 liblua5.4-dev lua-busted luarocks lua-check pkg-config valgrind
 DEB_BENCH    = lua-socket lua-luv valgrind
 
 .PHONY: all deps deps-bench test sanitize valgrind bench demo install uninstall clean rock-check errnames lint constants
@@ -57,7 +57,7 @@ test: $(MODULE)
 SAN_FLAGS = -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 sanitize:
 	$(MAKE) BUILD=build-san OPT="-O1" CFLAGS="$(SAN_FLAGS)" LDFLAGS="$(SAN_FLAGS)" build-san/bsdsocket/core.so
-	LD_PRELOAD="$$($(CC) -print-file-name=libasan.so) $$($(CC) -print-file-name=libubsan.so)" \
+	LD_PRELOAD="$$($(CC) -print-file-name=libasan.so)" \
 	ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	BSDSOCKET_BUILD=build-san $(BUSTED) $(BUSTED_ARGS)
 
@@ -97,4 +97,4 @@ lint:
 	luacheck -q --std lua54 lua spec examples bench
 
 clean:
-	rm -rf build build-san bench/build
+	rm -rf build build-san bench/build bsdsocket csrc/*.o

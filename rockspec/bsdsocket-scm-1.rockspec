@@ -1,0 +1,32 @@
+rockspec_format = "3.0"
+package = "bsdsocket"
+version = "scm-1"
+source = {
+  url = "git+file:///dev/null",  -- built with `luarocks make` from a checkout
+}
+description = {
+  summary = "The Berkeley sockets API for Lua 5.4",
+  detailed = [[
+socket, bind, listen, accept, connect, send, recv, sendto, recvfrom,
+getaddrinfo, byte order and socket options, with Lua's manners: strings,
+nil-message-code errors, to-be-closed variables, coroutines.
+]],
+  license = "MIT",
+}
+dependencies = {
+  "lua >= 5.4, < 5.5",
+}
+build = {
+  type = "builtin",
+  modules = {
+    ["bsdsocket.core"] = {
+      sources = {
+        "csrc/addr.c", "csrc/core.c", "csrc/errors.c", "csrc/options.c",
+        "csrc/socket.c",
+      },
+      defines = { "_GNU_SOURCE" },
+      incdirs = { "csrc" },
+    },
+    ["bsdsocket"] = "lua/bsdsocket.lua",
+  },
+}
