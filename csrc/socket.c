@@ -123,12 +123,15 @@ static int callmode(lua_State *L, bsd_socket *s) {
   return MODE_BLOCK;
 }
 
-/* On resumption of a yielded call: drop what the yield left and tell
+/* On resumption of a yielded call (the loop resumes with one value): drop
+** what the yield left, recover the call's deadline (kept on the stack under
+** the yielded values, so a spurious wake-up does not extend it) and tell
 ** whether the scheduler said the deadline passed. */
-static int resumedlate(lua_State *L, int status, int nargs) {
+static int resumedlate(lua_State *L, int status, int nargs, double *deadline) {
   int late = 0;
   if (status == LUA_YIELD) {
     late = !lua_toboolean(L, -1);
+    *deadline = lua_isnumber(L, -2) ? lua_tonumber(L, -2) : -1;
     lua_settop(L, nargs);
   }
   return late;
@@ -143,11 +146,13 @@ static int waitready(lua_State *L, bsd_socket *s, int mode, int want,
   s->want = want;
   if (mode == MODE_NOWAIT) return -1;
   if (mode == MODE_TASK) {
+    if (s->timeout > 0 && *deadline < 0) *deadline = bsd_monotime() + s->timeout;
+    if (*deadline < 0) lua_pushnil(L);
+    else lua_pushnumber(L, *deadline);  /* stays for resumedlate */
     lua_pushliteral(L, "bsdsocket.wait");
     lua_pushvalue(L, 1);
     lua_pushinteger(L, want);
-    if (s->timeout > 0) lua_pushnumber(L, bsd_monotime() + s->timeout);
-    else lua_pushnil(L);
+    lua_pushvalue(L, -4);
     return lua_yieldk(L, 4, ctx, k);
   }
   for (;;) {
@@ -310,7 +315,7 @@ static int op_accept(lua_State *L, int status, lua_KContext ctx) {
   struct sockaddr_storage ss;
   socklen_t len;
   int fd;
-  if (resumedlate(L, status, (int)ctx)) return sockerror(L, s, "accept", ETIMEDOUT);
+  if (resumedlate(L, status, (int)ctx, &deadline)) return sockerror(L, s, "accept", ETIMEDOUT);
   for (;;) {
     int r;
     len = sizeof ss;
@@ -348,10 +353,10 @@ static int connectresult(lua_State *L, bsd_socket *s, int err, int argc) {
 
 static int op_connect(lua_State *L, int status, lua_KContext ctx) {
   bsd_socket *s = bsd_checkopen(L, 1);
-  int argc = (int)(ctx & 0xFFFF), mode = callmode(L, s);
+  int argc = (int)(ctx & 0xFFFF), mode = callmode(L, s), wait;
   double deadline = -1;
   bsd_addr a;
-  if (resumedlate(L, status, argc)) return connectresult(L, s, ETIMEDOUT, argc);
+  if (resumedlate(L, status, argc, &deadline)) return connectresult(L, s, ETIMEDOUT, argc);
   if (!(ctx & CONNECTING)) {
     if (bsd_getaddrarg(L, 2, s->family, s->type, "connect", &a) == 0) return 3;
     if (connect(s->fd, (struct sockaddr *)&a.ss, a.len) == 0) return connectresult(L, s, 0, argc);
@@ -360,12 +365,13 @@ static int op_connect(lua_State *L, int status, lua_KContext ctx) {
     if (mode == MODE_NOWAIT) return addrerror(L, "connect", &a, EINPROGRESS);
     ctx |= CONNECTING;
   }
-  for (;;) {
-    int err = 0, v;
+  /* resumed by the loop: the socket is writable, so the outcome is known */
+  for (wait = status != LUA_YIELD;; wait = 1) {
+    int err = 0;
     socklen_t len = sizeof err;
-    v = waitready(L, s, mode == MODE_BLOCK ? MODE_POLL : mode, BSD_WANT_WRITE,
-                  &deadline, ctx, op_connect);
-    if (v == 0) return connectresult(L, s, ETIMEDOUT, argc);
+    if (wait && waitready(L, s, mode == MODE_BLOCK ? MODE_POLL : mode, BSD_WANT_WRITE,
+                          &deadline, ctx, op_connect) == 0)
+      return connectresult(L, s, ETIMEDOUT, argc);
     if (getsockopt(s->fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0) err = errno;
     if (err != EINPROGRESS && err != EALREADY) return connectresult(L, s, err, argc);
   }
@@ -394,7 +400,7 @@ static int op_send(lua_State *L, int status, lua_KContext ctx) {
   const char *data = checkdata(L, 2, &len);
   int flags, mode = callmode(L, s);
   double deadline = -1;
-  if (resumedlate(L, status, (int)ctx)) return sockerror(L, s, "send", ETIMEDOUT);
+  if (resumedlate(L, status, (int)ctx, &deadline)) return sockerror(L, s, "send", ETIMEDOUT);
   flags = (int)luaL_optinteger(L, 5, 0) | MSG_NOSIGNAL;
   i = posrelat(luaL_optinteger(L, 3, 1), len);
   j = posrelat(luaL_optinteger(L, 4, -1), len);
@@ -426,7 +432,7 @@ static int op_sendall(lua_State *L, int status, lua_KContext ctx) {
   const char *data = checkdata(L, 2, &len);
   int mode = callmode(L, s);
   double deadline = -1;
-  if (resumedlate(L, status, 2)) {
+  if (resumedlate(L, status, 2, &deadline)) {
     sockerror(L, s, "sendall", ETIMEDOUT);
     lua_pushinteger(L, (lua_Integer)sent);
     return 4;
@@ -463,7 +469,7 @@ static int op_sendto(lua_State *L, int status, lua_KContext ctx) {
   int mode = callmode(L, s), used, flags;
   double deadline = -1;
   bsd_addr a;
-  if (resumedlate(L, status, (int)ctx)) return sockerror(L, s, "sendto", ETIMEDOUT);
+  if (resumedlate(L, status, (int)ctx, &deadline)) return sockerror(L, s, "sendto", ETIMEDOUT);
   if ((used = bsd_getaddrarg(L, 3, s->family, s->type, "sendto", &a)) == 0) return 3;
   flags = (int)luaL_optinteger(L, 3 + used, 0) | MSG_NOSIGNAL;
   for (;;) {
@@ -493,13 +499,12 @@ static size_t checkmaxbytes(lua_State *L, int arg) {
 }
 
 /* recv and recvfrom share this: from is NULL for recv */
-static int recvinto(lua_State *L, lua_KContext ctx, lua_KFunction k,
+static int recvinto(lua_State *L, lua_KContext ctx, lua_KFunction k, double deadline,
                     const char *call, struct sockaddr_storage *from, socklen_t *fromlen) {
   bsd_socket *s = bsd_checkopen(L, 1);
   size_t max = checkmaxbytes(L, 2);
   int flags = (int)luaL_optinteger(L, 3, 0);
   int mode = callmode(L, s);
-  double deadline = -1;
   luaL_Buffer b;
   char *p = luaL_buffinitsize(L, &b, max);
   for (;;) {
@@ -520,10 +525,11 @@ static int recvinto(lua_State *L, lua_KContext ctx, lua_KFunction k,
 }
 
 static int op_recv(lua_State *L, int status, lua_KContext ctx) {
+  double deadline = -1;
   int r;
-  if (resumedlate(L, status, (int)ctx))
+  if (resumedlate(L, status, (int)ctx, &deadline))
     return sockerror(L, bsd_checkopen(L, 1), "recv", ETIMEDOUT);
-  r = recvinto(L, ctx, op_recv, "recv", NULL, NULL);
+  r = recvinto(L, ctx, op_recv, deadline, "recv", NULL, NULL);
   return r == -2 ? 1 : r;
 }
 
@@ -534,10 +540,11 @@ static int sock_recv(lua_State *L) {
 static int op_recvfrom(lua_State *L, int status, lua_KContext ctx) {
   struct sockaddr_storage from;
   socklen_t fromlen;
+  double deadline = -1;
   int r;
-  if (resumedlate(L, status, (int)ctx))
+  if (resumedlate(L, status, (int)ctx, &deadline))
     return sockerror(L, bsd_checkopen(L, 1), "recvfrom", ETIMEDOUT);
-  r = recvinto(L, ctx, op_recvfrom, "recvfrom", &from, &fromlen);
+  r = recvinto(L, ctx, op_recvfrom, deadline, "recvfrom", &from, &fromlen);
   if (r != -2) return r;
   if (fromlen > sizeof(sa_family_t) || from.ss_family == AF_UNIX)
     bsd_newaddr(L, (struct sockaddr *)&from, fromlen);
@@ -559,7 +566,7 @@ static int op_recvall(lua_State *L, int status, lua_KContext ctx) {
   size_t got = (size_t)ctx;
   int mode = callmode(L, s);
   double deadline = -1;
-  if (resumedlate(L, status, 3))
+  if (resumedlate(L, status, 3, &deadline))
     return sockerror(L, s, "recvall", ETIMEDOUT);
   while (got < (size_t)want) {
     size_t cap = lua_rawlen(L, 3);
