@@ -25,7 +25,11 @@
 #define BSD_WANT_READ  1
 #define BSD_WANT_WRITE 2
 
+/* marks a bsd_socket (see checkself in socket.c) */
+#define BSD_SOCKET_TAG 0x62736473  /* "bsds" */
+
 typedef struct bsd_socket {
+  int tag;           /* BSD_SOCKET_TAG */
   int fd;            /* -1 once closed or detached */
   int family;
   int type;          /* without SOCK_NONBLOCK/SOCK_CLOEXEC bits */

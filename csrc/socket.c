@@ -20,6 +20,8 @@
 
 /* recv never reads more than this per call, so recv(huge) allocates no more */
 #define RECV_MAX (1 << 20)
+/* reads up to this size go through the C stack, not a luaL_Buffer box */
+#define RECV_SMALL 4096
 #define ADDRSTR_SIZE (sizeof(struct sockaddr_un) + 16)
 
 enum { MODE_BLOCK, MODE_POLL, MODE_NOWAIT, MODE_TASK };
@@ -38,6 +40,7 @@ bsd_socket *bsd_checkopen(lua_State *L, int idx) {
 
 bsd_socket *bsd_newsocket(lua_State *L, int fd, int family, int type, int protocol) {
   bsd_socket *s = (bsd_socket *)lua_newuserdatauv(L, sizeof(bsd_socket), 0);
+  s->tag = BSD_SOCKET_TAG;
   s->fd = fd;
   s->family = family;
   s->type = type;
@@ -47,6 +50,19 @@ bsd_socket *bsd_newsocket(lua_State *L, int fd, int family, int type, int protoc
   s->want = BSD_WANT_READ;
   luaL_setmetatable(L, BSD_SOCKET_MT);
   return s;
+}
+
+/* The methods' own check. luaL_checkudata's registry lookup by name costs
+** more than the send it guards on a path that runs once per message, so
+** sockets carry a tag: a full userdata of exactly our size with our tag can
+** only have been made by bsd_newsocket (Lua code cannot fill userdata).
+** Anything else goes through luaL_checkudata, which raises the usual error. */
+static bsd_socket *checkself(lua_State *L) {
+  bsd_socket *s = (bsd_socket *)lua_touserdata(L, 1);
+  if (s && s->tag == BSD_SOCKET_TAG && lua_rawlen(L, 1) == sizeof(bsd_socket)
+      && s->fd >= 0)
+    return s;
+  return bsd_checkopen(L, 1);
 }
 
 int bsd_getfd(lua_State *L, int idx) {
@@ -257,21 +273,21 @@ static int sock_gc(lua_State *L) {
 }
 
 static int sock_detach(lua_State *L) {
-  bsd_socket *s = bsd_checkopen(L, 1);
+  bsd_socket *s = checkself(L);
   lua_pushinteger(L, s->fd);
   s->fd = -1;
   return 1;
 }
 
 static int sock_fileno(lua_State *L) {
-  lua_pushinteger(L, bsd_checkopen(L, 1)->fd);
+  lua_pushinteger(L, checkself(L)->fd);
   return 1;
 }
 
 /* ---- addresses ---- */
 
 static int sock_bind(lua_State *L) {
-  bsd_socket *s = bsd_checkopen(L, 1);
+  bsd_socket *s = checkself(L);
   bsd_addr a;
   if (bsd_getaddrarg(L, 2, s->family, s->type, "bind", &a) == 0) return 3;
   if (bind(s->fd, (struct sockaddr *)&a.ss, a.len) < 0)
@@ -281,7 +297,7 @@ static int sock_bind(lua_State *L) {
 }
 
 static int sock_listen(lua_State *L) {
-  bsd_socket *s = bsd_checkopen(L, 1);
+  bsd_socket *s = checkself(L);
   int backlog = (int)luaL_optinteger(L, 2, SOMAXCONN);
   if (listen(s->fd, backlog) < 0) return sockerror(L, s, "listen", errno);
   lua_pushboolean(L, 1);
@@ -299,17 +315,17 @@ static int pushname(lua_State *L, bsd_socket *s, int peer) {
 }
 
 static int sock_getsockname(lua_State *L) {
-  return pushname(L, bsd_checkopen(L, 1), 0);
+  return pushname(L, checkself(L), 0);
 }
 
 static int sock_getpeername(lua_State *L) {
-  return pushname(L, bsd_checkopen(L, 1), 1);
+  return pushname(L, checkself(L), 1);
 }
 
 /* ---- accept and connect ---- */
 
 static int op_accept(lua_State *L, int status, lua_KContext ctx) {
-  bsd_socket *s = bsd_checkopen(L, 1);
+  bsd_socket *s = checkself(L);
   int mode = callmode(L, s);
   double deadline = -1;
   struct sockaddr_storage ss;
@@ -335,7 +351,7 @@ static int sock_accept(lua_State *L) {
   return op_accept(L, LUA_OK, lua_gettop(L));
 }
 
-static int connectresult(lua_State *L, bsd_socket *s, int err, int argc) {
+static int connectresult(lua_State *L, bsd_socket *s, int err) {
   bsd_addr a;
   if (err == 0) {
     lua_pushboolean(L, 1);
@@ -343,7 +359,6 @@ static int connectresult(lua_State *L, bsd_socket *s, int err, int argc) {
   }
   /* name the peer we tried, which getpeername cannot tell */
   if (bsd_getaddrarg(L, 2, s->family, s->type, "connect", &a) == 0) return 3;
-  (void)argc;
   return addrerror(L, "connect", &a, err);
 }
 
@@ -352,14 +367,14 @@ static int connectresult(lua_State *L, bsd_socket *s, int err, int argc) {
 #define CONNECTING 0x10000
 
 static int op_connect(lua_State *L, int status, lua_KContext ctx) {
-  bsd_socket *s = bsd_checkopen(L, 1);
+  bsd_socket *s = checkself(L);
   int argc = (int)(ctx & 0xFFFF), mode = callmode(L, s), wait;
   double deadline = -1;
   bsd_addr a;
-  if (resumedlate(L, status, argc, &deadline)) return connectresult(L, s, ETIMEDOUT, argc);
+  if (resumedlate(L, status, argc, &deadline)) return connectresult(L, s, ETIMEDOUT);
   if (!(ctx & CONNECTING)) {
     if (bsd_getaddrarg(L, 2, s->family, s->type, "connect", &a) == 0) return 3;
-    if (connect(s->fd, (struct sockaddr *)&a.ss, a.len) == 0) return connectresult(L, s, 0, argc);
+    if (connect(s->fd, (struct sockaddr *)&a.ss, a.len) == 0) return connectresult(L, s, 0);
     if (errno != EINPROGRESS && errno != EINTR && errno != EAGAIN)
       return addrerror(L, "connect", &a, errno);
     if (mode == MODE_NOWAIT) return addrerror(L, "connect", &a, EINPROGRESS);
@@ -371,9 +386,9 @@ static int op_connect(lua_State *L, int status, lua_KContext ctx) {
     socklen_t len = sizeof err;
     if (wait && waitready(L, s, mode == MODE_BLOCK ? MODE_POLL : mode, BSD_WANT_WRITE,
                           &deadline, ctx, op_connect) == 0)
-      return connectresult(L, s, ETIMEDOUT, argc);
+      return connectresult(L, s, ETIMEDOUT);
     if (getsockopt(s->fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0) err = errno;
-    if (err != EINPROGRESS && err != EALREADY) return connectresult(L, s, err, argc);
+    if (err != EINPROGRESS && err != EALREADY) return connectresult(L, s, err);
   }
 }
 
@@ -395,17 +410,24 @@ static size_t posrelat(lua_Integer pos, size_t len) {
 }
 
 static int op_send(lua_State *L, int status, lua_KContext ctx) {
-  bsd_socket *s = bsd_checkopen(L, 1);
+  bsd_socket *s = checkself(L);
   size_t len, i, j;
   const char *data = checkdata(L, 2, &len);
   int flags, mode = callmode(L, s);
   double deadline = -1;
   if (resumedlate(L, status, (int)ctx, &deadline)) return sockerror(L, s, "send", ETIMEDOUT);
-  flags = (int)luaL_optinteger(L, 5, 0) | MSG_NOSIGNAL;
-  i = posrelat(luaL_optinteger(L, 3, 1), len);
-  j = posrelat(luaL_optinteger(L, 4, -1), len);
-  if (i < 1) i = 1;
-  if (j > len) j = len;
+  if (lua_gettop(L) == 2) {  /* the common send(data) */
+    flags = MSG_NOSIGNAL;
+    i = 1;
+    j = len;
+  }
+  else {
+    flags = (int)luaL_optinteger(L, 5, 0) | MSG_NOSIGNAL;
+    i = posrelat(luaL_optinteger(L, 3, 1), len);
+    j = posrelat(luaL_optinteger(L, 4, -1), len);
+    if (i < 1) i = 1;
+    if (j > len) j = len;
+  }
   for (;;) {
     ssize_t n = i > j ? send(s->fd, data, 0, flags)
                       : send(s->fd, data + i - 1, j - i + 1, flags);
@@ -427,7 +449,7 @@ static int sock_send(lua_State *L) {
 
 /* ctx: bytes sent so far, kept across yields */
 static int op_sendall(lua_State *L, int status, lua_KContext ctx) {
-  bsd_socket *s = bsd_checkopen(L, 1);
+  bsd_socket *s = checkself(L);
   size_t len, sent = (size_t)ctx;
   const char *data = checkdata(L, 2, &len);
   int mode = callmode(L, s);
@@ -463,7 +485,7 @@ static int sock_sendall(lua_State *L) {
 }
 
 static int op_sendto(lua_State *L, int status, lua_KContext ctx) {
-  bsd_socket *s = bsd_checkopen(L, 1);
+  bsd_socket *s = checkself(L);
   size_t len;
   const char *data = checkdata(L, 2, &len);
   int mode = callmode(L, s), used, flags;
@@ -501,12 +523,13 @@ static size_t checkmaxbytes(lua_State *L, int arg) {
 /* recv and recvfrom share this: from is NULL for recv */
 static int recvinto(lua_State *L, lua_KContext ctx, lua_KFunction k, double deadline,
                     const char *call, struct sockaddr_storage *from, socklen_t *fromlen) {
-  bsd_socket *s = bsd_checkopen(L, 1);
+  bsd_socket *s = checkself(L);
   size_t max = checkmaxbytes(L, 2);
-  int flags = (int)luaL_optinteger(L, 3, 0);
+  int flags = lua_gettop(L) == 2 ? 0 : (int)luaL_optinteger(L, 3, 0);
   int mode = callmode(L, s);
+  char small[RECV_SMALL];
   luaL_Buffer b;
-  char *p = luaL_buffinitsize(L, &b, max);
+  char *p = max <= sizeof small ? small : luaL_buffinitsize(L, &b, max);
   for (;;) {
     ssize_t n;
     int r;
@@ -514,7 +537,8 @@ static int recvinto(lua_State *L, lua_KContext ctx, lua_KFunction k, double dead
     n = from ? recvfrom(s->fd, p, max, flags, (struct sockaddr *)from, fromlen)
              : recv(s->fd, p, max, flags);
     if (n >= 0) {
-      luaL_pushresultsize(&b, (size_t)n);
+      if (p == small) lua_pushlstring(L, p, (size_t)n);
+      else luaL_pushresultsize(&b, (size_t)n);
       return -2;
     }
     if (errno == EINTR) continue;
@@ -528,7 +552,7 @@ static int op_recv(lua_State *L, int status, lua_KContext ctx) {
   double deadline = -1;
   int r;
   if (resumedlate(L, status, (int)ctx, &deadline))
-    return sockerror(L, bsd_checkopen(L, 1), "recv", ETIMEDOUT);
+    return sockerror(L, checkself(L), "recv", ETIMEDOUT);
   r = recvinto(L, ctx, op_recv, deadline, "recv", NULL, NULL);
   return r == -2 ? 1 : r;
 }
@@ -543,7 +567,7 @@ static int op_recvfrom(lua_State *L, int status, lua_KContext ctx) {
   double deadline = -1;
   int r;
   if (resumedlate(L, status, (int)ctx, &deadline))
-    return sockerror(L, bsd_checkopen(L, 1), "recvfrom", ETIMEDOUT);
+    return sockerror(L, checkself(L), "recvfrom", ETIMEDOUT);
   r = recvinto(L, ctx, op_recvfrom, deadline, "recvfrom", &from, &fromlen);
   if (r != -2) return r;
   if (fromlen > sizeof(sa_family_t) || from.ss_family == AF_UNIX)
@@ -561,7 +585,7 @@ static int sock_recvfrom(lua_State *L) {
 ** userdata at index 3 (ctx counts them), so they survive a yield;
 ** it grows geometrically, so recvall(huge) allocates only what arrives. */
 static int op_recvall(lua_State *L, int status, lua_KContext ctx) {
-  bsd_socket *s = bsd_checkopen(L, 1);
+  bsd_socket *s = checkself(L);
   lua_Integer want = luaL_checkinteger(L, 2);
   size_t got = (size_t)ctx;
   int mode = callmode(L, s);
@@ -612,7 +636,7 @@ static int op_recvall(lua_State *L, int status, lua_KContext ctx) {
 
 static int sock_recvall(lua_State *L) {
   lua_Integer want;
-  bsd_checkopen(L, 1);
+  checkself(L);
   want = luaL_checkinteger(L, 2);
   luaL_argcheck(L, want >= 0, 2, "negative byte count");
   lua_settop(L, 2);
@@ -634,7 +658,7 @@ static int checkhow(lua_State *L, int arg) {
 }
 
 static int sock_shutdown(lua_State *L) {
-  bsd_socket *s = bsd_checkopen(L, 1);
+  bsd_socket *s = checkself(L);
   if (shutdown(s->fd, checkhow(L, 2)) < 0) return sockerror(L, s, "shutdown", errno);
   lua_pushboolean(L, 1);
   return 1;
@@ -643,7 +667,7 @@ static int sock_shutdown(lua_State *L) {
 /* ---- timeouts and the pollable-object protocol ---- */
 
 static int sock_settimeout(lua_State *L) {
-  bsd_socket *s = bsd_checkopen(L, 1);
+  bsd_socket *s = checkself(L);
   if (lua_isnoneornil(L, 2)) s->timeout = -1;
   else {
     lua_Number t = luaL_checknumber(L, 2);
@@ -656,7 +680,7 @@ static int sock_settimeout(lua_State *L) {
 }
 
 static int sock_setblocking(lua_State *L) {
-  bsd_socket *s = bsd_checkopen(L, 1);
+  bsd_socket *s = checkself(L);
   luaL_checktype(L, 2, LUA_TBOOLEAN);
   s->timeout = lua_toboolean(L, 2) ? -1 : 0;
   setfdmode(s, s->timeout >= 0);
@@ -665,14 +689,14 @@ static int sock_setblocking(lua_State *L) {
 }
 
 static int sock_gettimeout(lua_State *L) {
-  bsd_socket *s = bsd_checkopen(L, 1);
+  bsd_socket *s = checkself(L);
   if (s->timeout < 0) lua_pushnil(L);
   else lua_pushnumber(L, s->timeout);
   return 1;
 }
 
 static int sock_events(lua_State *L) {
-  bsd_socket *s = bsd_checkopen(L, 1);
+  bsd_socket *s = checkself(L);
   static const char *const names[] = {"r", "r", "w", "rw"};
   lua_pushstring(L, names[s->want & 3]);
   return 1;
