@@ -58,6 +58,26 @@ int bsd_getfd(lua_State *L, int idx);  /* socket userdata or integer fd */
 double bsd_monotime(void);
 int bsd_setnonblock(int fd, int on);
 void bsd_open_socket(lua_State *L);   /* metatable + functions into table at top */
+/* fd as a socket object (what S.fromfd does); NULL, nothing pushed and
+** errno set if fd is not a socket */
+bsd_socket *bsd_wrapfd(lua_State *L, int fd);
+/* The blocking/timeout/yield machinery, for calls defined outside socket.c.
+** A call op(L, status, ctx) begins with bsd_resumedlate (true: the deadline
+** passed while yielded), takes mode = bsd_callmode(L, s) and, where the
+** system call would block, returns unless
+** bsd_notready(L, s, call, bsd_waitready(L, s, mode, want, &deadline, ctx, op))
+** is -2 (retry); otherwise that value is the number of results pushed. */
+int bsd_callmode(lua_State *L, bsd_socket *s);
+int bsd_resumedlate(lua_State *L, int status, int nargs, double *deadline);
+int bsd_waitready(lua_State *L, bsd_socket *s, int mode, int want,
+                  double *deadline, lua_KContext ctx, lua_KFunction k);
+int bsd_notready(lua_State *L, bsd_socket *s, const char *call, int verdict);
+/* nil, "<call> <peer or local end>: <reason>", code */
+int bsd_sockerror(lua_State *L, bsd_socket *s, const char *call, int err);
+int bsd_addrerror(lua_State *L, const char *call, const bsd_addr *a, int err);
+
+/* msg.c: sendmsg/recvmsg, getpeercred, sendmmsg/recvmmsg (Linux) */
+void bsd_open_msg(lua_State *L);      /* methods into the socket metatable */
 
 /* addr.c */
 bsd_addr *bsd_newaddr(lua_State *L, const struct sockaddr *sa, socklen_t len);

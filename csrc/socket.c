@@ -196,6 +196,26 @@ static int notready(lua_State *L, bsd_socket *s, const char *call, int verdict) 
   return sockerror(L, s, call, verdict == 0 ? ETIMEDOUT : EAGAIN);
 }
 
+/* The waiting machinery and peer-naming errors, for the other sources
+** (msg.c): the same functions, under their exported names. */
+int bsd_callmode(lua_State *L, bsd_socket *s) { return callmode(L, s); }
+int bsd_resumedlate(lua_State *L, int status, int nargs, double *deadline) {
+  return resumedlate(L, status, nargs, deadline);
+}
+int bsd_waitready(lua_State *L, bsd_socket *s, int mode, int want,
+                  double *deadline, lua_KContext ctx, lua_KFunction k) {
+  return waitready(L, s, mode, want, deadline, ctx, k);
+}
+int bsd_notready(lua_State *L, bsd_socket *s, const char *call, int verdict) {
+  return notready(L, s, call, verdict);
+}
+int bsd_sockerror(lua_State *L, bsd_socket *s, const char *call, int err) {
+  return sockerror(L, s, call, err);
+}
+int bsd_addrerror(lua_State *L, const char *call, const bsd_addr *a, int err) {
+  return addrerror(L, call, a, err);
+}
+
 /* ---- creation ---- */
 
 static int sock_socket(lua_State *L) {
@@ -232,20 +252,27 @@ static int getintopt(int fd, int name, int *value) {
   return getsockopt(fd, SOL_SOCKET, name, value, &len);
 }
 
-static int sock_fromfd(lua_State *L) {
-  lua_Integer fd = luaL_checkinteger(L, 1);
+/* Wraps fd in a socket object, its family, type and protocol read back
+** from the kernel; NULL (nothing pushed, errno set) if fd is no socket. */
+bsd_socket *bsd_wrapfd(lua_State *L, int fd) {
   int family, type, protocol, flags;
   bsd_socket *s;
-  luaL_argcheck(L, 0 <= fd && fd <= 0x7FFFFFFF, 1, "not a descriptor");
-  if (getintopt((int)fd, SO_DOMAIN, &family) < 0 || getintopt((int)fd, SO_TYPE, &type) < 0
-      || getintopt((int)fd, SO_PROTOCOL, &protocol) < 0)
-    return bsd_pusherror(L, "fromfd", NULL, errno);
-  flags = fcntl((int)fd, F_GETFL);
-  s = bsd_newsocket(L, (int)fd, family, type, protocol);
+  if (getintopt(fd, SO_DOMAIN, &family) < 0 || getintopt(fd, SO_TYPE, &type) < 0
+      || getintopt(fd, SO_PROTOCOL, &protocol) < 0)
+    return NULL;
+  flags = fcntl(fd, F_GETFL);
+  s = bsd_newsocket(L, fd, family, type, protocol);
   if (flags >= 0 && (flags & O_NONBLOCK)) {
     s->fd_nonblock = 1;
     s->timeout = 0;
   }
+  return s;
+}
+
+static int sock_fromfd(lua_State *L) {
+  lua_Integer fd = luaL_checkinteger(L, 1);
+  luaL_argcheck(L, 0 <= fd && fd <= 0x7FFFFFFF, 1, "not a descriptor");
+  if (!bsd_wrapfd(L, (int)fd)) return bsd_pusherror(L, "fromfd", NULL, errno);
   return 1;
 }
 

@@ -21,7 +21,7 @@ build = {
   modules = {
     ["bsdsocket.core"] = {
       sources = {
-        "csrc/addr.c", "csrc/core.c", "csrc/errors.c", "csrc/options.c",
+        "csrc/addr.c", "csrc/core.c", "csrc/errors.c", "csrc/msg.c", "csrc/options.c",
         "csrc/socket.c",
       },
       defines = { "_GNU_SOURCE" },
