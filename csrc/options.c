@@ -162,6 +162,9 @@ int bsd_setsockopt(lua_State *L) {
   union {
     int i; struct timeval tv; struct linger lg; struct ip_mreq mreq;
     struct ipv6_mreq mreq6; struct in_addr in;
+#ifdef __linux__
+    struct ip_mreqn mreqn;
+#endif
   } v;
   const void *p = &v;
   socklen_t len;
@@ -194,11 +197,27 @@ int bsd_setsockopt(lua_State *L) {
       break;
     case OPT_MREQ: {
       const char *iface;
+      struct in_addr ifaddr;
       luaL_checktype(L, 4, LUA_TTABLE);
       checkinaddr(L, 4, field(L, 4, "multiaddr", 1), &v.mreq.imr_multiaddr);
+#ifdef __linux__
+      /* an interface index or name (not an address): struct ip_mreqn */
+      lua_getfield(L, 4, "interface");
+      iface = lua_tostring(L, -1);
+      if (lua_type(L, -1) == LUA_TNUMBER
+          || (iface && inet_pton(AF_INET, iface, &ifaddr) != 1)) {
+        lua_pop(L, 1);
+        v.mreqn.imr_address.s_addr = htonl(INADDR_ANY);
+        v.mreqn.imr_ifindex = (int)ifindexfield(L, 4);
+        len = sizeof v.mreqn;
+        break;
+      }
+      lua_pop(L, 1);
+#endif
       iface = field(L, 4, "interface", 0);
       v.mreq.imr_interface.s_addr = htonl(INADDR_ANY);
       if (iface) checkinaddr(L, 4, iface, &v.mreq.imr_interface);
+      (void)ifaddr;
       len = sizeof v.mreq;
       break;
     }
