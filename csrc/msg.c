@@ -197,9 +197,12 @@ static int op_sendmsg(lua_State *L, int status, lua_KContext ctx) {
   }
   anc = 3 + used;
   flags = (int)luaL_optinteger(L, anc + 1, 0) | MSG_NOSIGNAL;
+  if (lua_isnoneornil(L, anc)) anc = 0;
+  else luaL_checktype(L, anc, LUA_TTABLE);
+  lua_settop(L, (int)ctx);   /* what follows pushes its buffers above the arguments */
   msg.msg_iov = checkparts(L, 2, &one, &niov);
   msg.msg_iovlen = niov;
-  if (!lua_isnoneornil(L, anc)) buildcontrol(L, anc, &msg);
+  if (anc) buildcontrol(L, anc, &msg);
   for (;;) {
     ssize_t n = sendmsg(s->fd, &msg, flags);
     int r;
@@ -329,19 +332,19 @@ static void pushancillary(lua_State *L, fdguard *g) {
 
 static int op_recvmsg(lua_State *L, int status, lua_KContext ctx) {
   bsd_socket *s = bsd_checkopen(L, 1);
+  double deadline = -1;
+  int late = bsd_resumedlate(L, status, (int)ctx, &deadline);  /* first: restores the stack */
   size_t max = checkmaxbytes(L, 2);
   lua_Integer ancsize = luaL_optinteger(L, 3, (lua_Integer)DEFAULT_ANCILLARY);
   int flags = (int)luaL_optinteger(L, 4, 0) | MSG_CMSG_CLOEXEC;
   int mode;
-  double deadline = -1;
   struct sockaddr_storage from;
   struct msghdr msg;
   struct iovec iov;
   fdguard *g;
   luaL_Buffer b;
   luaL_argcheck(L, 0 <= ancsize && ancsize <= MAX_ANCILLARY, 3, "ancillary size out of range 0..65536");
-  if (bsd_resumedlate(L, status, (int)ctx, &deadline))
-    return bsd_sockerror(L, s, "recvmsg", ETIMEDOUT);
+  if (late) return bsd_sockerror(L, s, "recvmsg", ETIMEDOUT);
   mode = bsd_callmode(L, s);
   g = (fdguard *)lua_newuserdatauv(L, GUARD_OFF + (size_t)ancsize, 0);
   g->len = 0;
@@ -471,7 +474,7 @@ static int batcherror(lua_State *L, bsd_socket *s, const char *call,
 ** a retry after a yield starts from the first datagram again. */
 static int op_sendmmsg(lua_State *L, int status, lua_KContext ctx) {
   bsd_socket *s = bsd_checkopen(L, 1);
-  int mode = bsd_callmode(L, s), used = 1, flags;
+  int mode = bsd_callmode(L, s), used = 1, flags, hasdef;
   double deadline = -1;
   size_t total, sent = 0, cap;
   bsd_addr def, *addrs;
@@ -481,7 +484,8 @@ static int op_sendmmsg(lua_State *L, int status, lua_KContext ctx) {
   if (bsd_resumedlate(L, status, (int)ctx, &deadline))
     return bsd_sockerror(L, s, "sendmmsg", ETIMEDOUT);
   luaL_checktype(L, 2, LUA_TTABLE);
-  if (!lua_isnoneornil(L, 3)
+  hasdef = !lua_isnoneornil(L, 3);
+  if (hasdef
       && (used = bsd_getaddrarg(L, 3, s->family, s->type, "sendmmsg", &def)) == 0)
     return 3;
   flags = (int)luaL_optinteger(L, 3 + used, 0) | MSG_NOSIGNAL;
@@ -493,7 +497,7 @@ static int op_sendmmsg(lua_State *L, int status, lua_KContext ctx) {
   addrs = (bsd_addr *)(void *)(scratch + cap * (sizeof *m + sizeof *iov));
   while (sent < total) {
     size_t n = total - sent < cap ? total - sent : cap, done = 0;
-    if (!buildbatch(L, s, 2, sent, n, lua_isnoneornil(L, 3) ? NULL : &def, m, iov, addrs)) {
+    if (!buildbatch(L, s, 2, sent, n, hasdef ? &def : NULL, m, iov, addrs)) {
       if (sent == 0) return 3;   /* nil, msg, code of the resolver */
       break;
     }
@@ -531,18 +535,18 @@ static int sock_sendmmsg(lua_State *L) {
 ** sender differs from the previous one's, its addr. */
 static int op_recvmmsg(lua_State *L, int status, lua_KContext ctx) {
   bsd_socket *s = bsd_checkopen(L, 1);
+  double deadline = -1;
+  int late = bsd_resumedlate(L, status, (int)ctx, &deadline);  /* first: restores the stack */
   lua_Integer count = luaL_checkinteger(L, 2);
   size_t max = checkmaxbytes(L, 3), i, need, per;
   int flags = (int)luaL_optinteger(L, 4, 0) | MSG_WAITFORONE;
   int mode, n, prev = 0, scr;
-  double deadline = -1;
   struct mmsghdr *m;
   struct iovec *iov;
   struct sockaddr_storage *from;
   char *data;
   luaL_argcheck(L, 1 <= count && count <= MMSG_MAX, 2, "count out of range 1..1024");
-  if (bsd_resumedlate(L, status, (int)ctx, &deadline))
-    return bsd_sockerror(L, s, "recvmmsg", ETIMEDOUT);
+  if (late) return bsd_sockerror(L, s, "recvmmsg", ETIMEDOUT);
   mode = bsd_callmode(L, s);
   per = sizeof *m + sizeof *iov + sizeof *from;
   need = (size_t)count * (per + max);
