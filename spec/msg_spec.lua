@@ -1,3 +1,4 @@
+-- luacheck: std +busted
 -- sendmsg/recvmsg: scatter/gather, SCM_RIGHTS, SCM_CREDENTIALS, raw
 -- ancillary data, getpeercred, timeouts and the loop's yield protocol.
 local S = require "bsdsocket"
@@ -195,6 +196,7 @@ describe("sendmsg/recvmsg", function()
     assert.is_true(S.monotime() - t0 >= 0.04)
     b:settimeout(0)
     ok, msg, code = b:recvmsg(10)
+    assert.matches("^recvmsg", msg)
     assert.is_nil(ok); assert.equal("EAGAIN", code)
     a:settimeout(0)
     local big = string.rep("x", 65536)
