@@ -113,3 +113,21 @@ describe("IPv6 multicast on lo", function()
     assert.equal(s:getsockname().port, from.port)
   end)
 end)
+
+describe("examples/multicast_chat.lua", function()
+  it("sends stdin lines to the group and its listener prints them (IPv4 on lo)", function()
+    local build = os.getenv("BSDSOCKET_BUILD") or "build"
+    local probe <close> = receiver(S.AF_INET)   -- a free port for the group
+    local port = probe:getsockname().port
+    probe:close()
+    local cmd = ("printf 'hello\\nworld\\n' | LUA_PATH='lua/?.lua;;' LUA_CPATH='%s/?.so;;' "
+      .. "timeout 20 lua5.4 examples/multicast_chat.lua 239.255.77.79 %d alice 127.0.0.1 2>/dev/null")
+      :format(build, port)
+    local p = assert(io.popen(cmd, "r"))
+    local out = p:read("a")
+    local ok, how, code = p:close()
+    assert.same({ true, "exit", 0 }, { ok, how, code })
+    assert.matches("%[127%.0%.0%.1:%d+%] alice: hello\n%[127%.0%.0%.1:%d+%] alice: world\n", out)
+    assert.matches("alice left", out)
+  end)
+end)
