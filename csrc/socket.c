@@ -564,6 +564,7 @@ static int recvinto(lua_State *L, lua_KContext ctx, lua_KFunction k, double dead
     n = from ? recvfrom(s->fd, p, max, flags, (struct sockaddr *)from, fromlen)
              : recv(s->fd, p, max, flags);
     if (n >= 0) {
+      if ((size_t)n > max) n = (ssize_t)max;  /* MSG_TRUNC reports the real length */
       if (p == small) lua_pushlstring(L, p, (size_t)n);
       else luaL_pushresultsize(&b, (size_t)n);
       return -2;
