@@ -123,6 +123,7 @@ LUAMOD_API int luaopen_bsdsocket_core(lua_State *L) {
   bsd_open_addr(L);
   bsd_open_socket(L);
   bsd_open_msg(L);
+  bsd_open_poller(L);
   /* the coroutines of bsdsocket.loop: weak keys, so a finished task is
   ** collected without the loop having to unregister it */
   lua_newtable(L);
