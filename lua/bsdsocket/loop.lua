@@ -1,0 +1,376 @@
+-- bsdsocket.loop: a coroutine scheduler on S.poller().
+--
+--   local loop = require "bsdsocket.loop"
+--   loop.spawn(function(a, b) ... end, a, b)   -- a task; returns its coroutine
+--   loop.run([seconds])                        -- until no task is left, stop(),
+--                                              -- or seconds have passed
+--
+-- Inside a task a socket call that would block suspends only that task (the
+-- C core yields "bsdsocket.wait", sock, events, deadline; see API.md), so the
+-- sequential code of a plain script serves thousands of clients at once.
+-- loop.sleep(s), loop.wait(sock_or_fd, "r"|"w" [, timeout]), loop.stop(),
+-- loop.now(), loop.count(). An error in a task goes to loop.onerror(err, task)
+-- when set, to stderr otherwise, and the other tasks go on.
+--
+-- On epoll a socket is registered once, edge-triggered for both directions,
+-- the first time a task waits on it, and stays registered: a wait then costs
+-- no system call besides the shared epoll_wait. (Edges suffice because the
+-- core only waits after the call itself reported EAGAIN.) With poll(2) a
+-- wait arms a one-shot registration, which is a change in memory only.
+local core = require "bsdsocket.core"
+
+local monotime = core.monotime
+local tasks = core._tasks
+local cocreate, coresume, costatus, coyield, corunning =
+  coroutine.create, coroutine.resume, coroutine.status, coroutine.yield, coroutine.running
+local pack, unpack, select, type, error, tostring, setmetatable =
+  table.pack, table.unpack, select, type, error, tostring, setmetatable
+local traceback = debug.traceback
+
+local M = {}
+
+local WAIT = "bsdsocket.wait"           -- what the C core yields
+local SLEEP = setmetatable({}, { __name = "bsdsocket.loop.sleep" })  -- what sleep yields
+
+-- revents that wake a reader / a writer (hang-up and error wake both)
+local RWAKE = core.POLLIN | core.POLLHUP | core.POLLERR | (core.POLLPRI or 0)
+local WWAKE = core.POLLOUT | core.POLLHUP | core.POLLERR
+local ONESHOT = { "ro", "wo", "rwo" }
+
+local poller, edge                      -- created by the first run
+local registered = setmetatable({}, { __mode = "k" })  -- epoll: objects in the poller
+
+-- The tasks waiting for an object: readers[obj] / writers[obj] is the most
+-- recent one, nextw[task] the one that waited before it on the same object.
+local readers, writers, nextw = {}, {}, {}
+
+-- Deadlines: a binary heap in parallel arrays (no table per entry), with
+-- lazy deletion: an entry counts only while until[task] still equals it.
+local hd, hco, hobj, hev = {}, {}, {}, {}
+local hn = 0
+local until_ = {}                       -- task -> deadline of its current wait
+local ntimed = 0                        -- tasks in until_
+
+-- Tasks to resume from the top of the loop, with the value they get.
+local rq, rv = {}, {}
+local rhead, rtail = 1, 0
+
+local ntasks = 0
+local stopping, running = false, false
+local NOARGS = { n = 0 }
+
+-- ---- deadlines ----
+
+local function hswap(i, j)
+  hd[i], hd[j] = hd[j], hd[i]
+  hco[i], hco[j] = hco[j], hco[i]
+  hobj[i], hobj[j] = hobj[j], hobj[i]
+  hev[i], hev[j] = hev[j], hev[i]
+end
+
+local function hup(i)
+  while i > 1 do
+    local parent = i // 2
+    if hd[parent] <= hd[i] then return end
+    hswap(i, parent)
+    i = parent
+  end
+end
+
+local function hdown(i)
+  while true do
+    local l = 2 * i
+    if l > hn then return end
+    local m = l
+    if l + 1 <= hn and hd[l + 1] < hd[l] then m = l + 1 end
+    if hd[i] <= hd[m] then return end
+    hswap(i, m)
+    i = m
+  end
+end
+
+local function hpop()
+  hd[1], hco[1], hobj[1], hev[1] = hd[hn], hco[hn], hobj[hn], hev[hn]
+  hd[hn], hco[hn], hobj[hn], hev[hn] = nil, nil, nil, nil
+  hn = hn - 1
+  if hn > 1 then hdown(1) end
+end
+
+-- drops the entries that no longer count, then restores the heap order
+local function hcompact()
+  local n = 0
+  for i = 1, hn do
+    local co, d = hco[i], hd[i]
+    if until_[co] == d then
+      n = n + 1
+      hd[n], hco[n], hobj[n], hev[n] = d, co, hobj[i], hev[i]
+    end
+  end
+  for i = n + 1, hn do hd[i], hco[i], hobj[i], hev[i] = nil, nil, nil, nil end
+  hn = n
+  for i = n // 2, 1, -1 do hdown(i) end
+end
+
+local function settimer(co, d, obj, ev)
+  if until_[co] == nil then ntimed = ntimed + 1 end
+  until_[co] = d
+  if hn > 2 * ntimed + 64 then hcompact() end
+  hn = hn + 1
+  hd[hn], hco[hn], hobj[hn], hev[hn] = d, co, obj, ev
+  hup(hn)
+end
+
+local function cleartimer(co)
+  if until_[co] ~= nil then
+    until_[co] = nil
+    ntimed = ntimed - 1
+  end
+end
+
+-- ---- running tasks ----
+
+local function report(co, err)
+  local handler = M.onerror
+  if handler then
+    handler(err, co)
+  else
+    io.stderr:write("bsdsocket.loop: task failed: ", traceback(co, tostring(err)), "\n")
+  end
+end
+
+local function enqueue(co, value)
+  rtail = rtail + 1
+  rq[rtail], rv[rtail] = co, value
+end
+
+local wait  -- forward
+
+-- what a resumed task did: finished, failed, or yielded for something
+local function after(co, ok, what, obj, ev, d)
+  if costatus(co) == "dead" then
+    ntasks = ntasks - 1
+    tasks[co] = nil
+    if not ok then report(co, what) end
+  elseif what == WAIT then
+    wait(co, obj, ev, d)
+  elseif what == SLEEP then
+    if obj then settimer(co, obj, nil, 0) else enqueue(co, true) end
+  else
+    enqueue(co, nil)  -- a bare coroutine.yield(): run again after the others
+  end
+end
+
+local function resume(co, value)
+  return after(co, coresume(co, value))
+end
+
+-- links co as a waiter on obj for ev (1 read, 2 write) and arms the poller
+function wait(co, obj, ev, d)
+  local list = ev == 1 and readers or writers
+  local prev = list[obj]
+  list[obj] = co
+  if prev then nextw[co] = prev end
+  if d then settimer(co, d, obj, ev) end
+  if edge then
+    if not registered[obj] then
+      local ok = poller:add(obj, "rwe")
+      if not ok then
+        -- not pollable (or closed meanwhile): let the call itself retry and report
+        list[obj] = prev
+        nextw[co] = nil
+        cleartimer(co)
+        return enqueue(co, true)
+      end
+      if type(obj) ~= "number" then registered[obj] = true end
+    end
+  else
+    local mask = (readers[obj] and 1 or 0) | (writers[obj] and 2 or 0)
+    if not poller:add(obj, ONESHOT[mask]) then
+      list[obj] = prev
+      nextw[co] = nil
+      cleartimer(co)
+      return enqueue(co, true)
+    end
+  end
+end
+
+-- resumes every task waiting on obj in list, with true
+local function wakeall(list, obj, co)
+  list[obj] = nil
+  repeat
+    local older = nextw[co]
+    if older then nextw[co] = nil end
+    if until_[co] ~= nil then cleartimer(co) end
+    resume(co, true)
+    co = older
+  until not co
+end
+
+-- takes co out of the chain of waiters on obj (its deadline passed)
+local function unlink(list, obj, co)
+  local cur = list[obj]
+  if cur == co then
+    list[obj] = nextw[co]
+    nextw[co] = nil
+    return
+  end
+  while cur do
+    local older = nextw[cur]
+    if older == co then
+      nextw[cur] = nextw[co]
+      nextw[co] = nil
+      return
+    end
+    cur = older
+  end
+end
+
+local function dispatch(obj, revents)
+  if revents & RWAKE ~= 0 then
+    local co = readers[obj]
+    if co then wakeall(readers, obj, co) end
+  end
+  if revents & WWAKE ~= 0 then
+    local co = writers[obj]
+    if co then wakeall(writers, obj, co) end
+  end
+  if not edge then  -- the one-shot registration fired: re-arm for who still waits
+    local mask = (readers[obj] and 1 or 0) | (writers[obj] and 2 or 0)
+    if mask ~= 0 then poller:add(obj, ONESHOT[mask]) end
+  end
+end
+
+-- resumes the tasks whose deadline has passed, with false (true for sleep)
+local function expire(now)
+  while hn > 0 and hd[1] <= now do
+    local d, co, obj, ev = hd[1], hco[1], hobj[1], hev[1]
+    hpop()
+    if until_[co] == d then
+      cleartimer(co)
+      if obj == nil then
+        resume(co, true)
+      else
+        unlink(ev == 1 and readers or writers, obj, co)
+        resume(co, false)
+      end
+    end
+  end
+end
+
+local function runqueue()
+  local last = rtail
+  while rhead <= last do
+    local co, value = rq[rhead], rv[rhead]
+    rq[rhead], rv[rhead] = nil, nil
+    rhead = rhead + 1
+    if type(value) == "table" then
+      after(co, coresume(co, unpack(value, 1, value.n)))
+    else
+      resume(co, value)
+    end
+    if stopping then break end
+  end
+  if rhead > rtail then rhead, rtail = 1, 0 end
+end
+
+-- ---- the interface ----
+
+function M.spawn(fn, ...)
+  if type(fn) ~= "function" then
+    error("bad argument #1 to 'spawn' (function expected, got " .. type(fn) .. ")", 2)
+  end
+  local co = cocreate(fn)
+  tasks[co] = true
+  ntasks = ntasks + 1
+  enqueue(co, select("#", ...) == 0 and NOARGS or pack(...))
+  return co
+end
+
+local function intask()
+  local co, main = corunning()
+  return not main and tasks[co] ~= nil
+end
+
+local sleeper  -- an empty poller to sleep on outside tasks
+
+function M.sleep(seconds)
+  seconds = seconds or 0
+  if type(seconds) ~= "number" or seconds ~= seconds then
+    error("bad argument #1 to 'sleep' (number expected)", 2)
+  end
+  if intask() then
+    coyield(SLEEP, seconds > 0 and monotime() + seconds or nil)
+  elseif seconds > 0 then
+    sleeper = sleeper or core.poller()
+    local it = sleeper:wait(seconds)
+    it()
+  end
+end
+
+local EVENTS = { r = 1, w = 2, [1] = 1, [2] = 2 }
+
+-- waits until obj (a socket or a descriptor) is readable ("r") or writable
+-- ("w"): true, or false once timeout seconds have passed
+function M.wait(obj, events, timeout)
+  local ev = EVENTS[events]
+  if not ev then error("bad argument #2 to 'wait' (\"r\" or \"w\" expected)", 2) end
+  if not intask() then
+    local p <close> = core.poller()
+    assert(p:add(obj, ev == 1 and "r" or "w"))
+    return p:wait(timeout)() ~= nil
+  end
+  return coyield(WAIT, obj, ev, timeout and monotime() + timeout or nil)
+end
+
+function M.stop()
+  stopping = true
+end
+
+M.now = monotime
+
+-- the number of tasks not finished yet
+function M.count()
+  return ntasks
+end
+
+local function finish()
+  running = false
+end
+
+-- Runs the tasks until none is left (true), stop() is called or `seconds`
+-- have passed (false; run() again carries on).
+function M.run(seconds)
+  if running then error("loop.run: the loop is already running", 2) end
+  if not poller then
+    poller = assert(core.poller({ weak = true }))
+    edge = poller:backend() == "epoll"
+  end
+  running, stopping = true, false
+  local _ <close> = setmetatable({}, { __close = finish })
+  local stopat = seconds and monotime() + seconds
+  local p = poller
+  while ntasks > 0 do
+    runqueue()
+    if stopping or ntasks == 0 then break end
+    local now = monotime()
+    if hn > 0 then expire(now) end
+    if stopping or ntasks == 0 then break end
+    if stopat and now >= stopat then break end
+    local timeout
+    if rhead <= rtail then
+      timeout = 0
+    else
+      while hn > 0 and until_[hco[1]] ~= hd[1] do hpop() end  -- stale tops
+      if hn > 0 then timeout = hd[1] - now end
+      if stopat and (not timeout or stopat - now < timeout) then timeout = stopat - now end
+      if timeout and timeout < 0 then timeout = 0 end
+    end
+    for obj, revents in p:wait(timeout) do
+      dispatch(obj, revents)
+    end
+    if stopping then break end
+  end
+  return ntasks == 0
+end
+
+return M
