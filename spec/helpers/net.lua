@@ -1,0 +1,227 @@
+-- Shared fixtures for the bsdsocket specs: listening servers and connected
+-- pairs over loopback, temporary Unix socket paths, a descriptor counter for
+-- leak checks, and child Lua processes with a bounded run time.
+-- Every fixture that opens something hands back a way to close it.
+local S = require "bsdsocket"
+
+local M = { S = S }
+
+-- Closes every argument that is an open socket; ignores nil.
+function M.closeall(...)
+  for i = 1, select("#", ...) do
+    local s = select(i, ...)
+    if s then s:close() end
+  end
+end
+
+-- A TCP socket listening on host (default 127.0.0.1) port 0.
+-- Returns the listener and the port the kernel chose.
+function M.server(host, family)
+  host = host or "127.0.0.1"
+  family = family or (host:find(":", 1, true) and S.AF_INET6 or S.AF_INET)
+  local srv = assert(S.socket(family, S.SOCK_STREAM))
+  assert(srv:bind(host, 0))
+  assert(srv:listen())
+  return srv, srv:getsockname().port
+end
+
+-- A connected TCP pair over loopback: client, server side (accepted).
+-- The listener is closed before returning.
+function M.tcp_pair(host)
+  local srv, port = M.server(host)
+  local cli = assert(S.socket(srv:getsockname().family, S.SOCK_STREAM))
+  assert(cli:connect(host or "127.0.0.1", port))
+  local conn = assert(srv:accept())
+  srv:close()
+  return cli, conn
+end
+
+-- A UDP socket bound to host (default 127.0.0.1) port 0, and its port.
+function M.udp(host)
+  host = host or "127.0.0.1"
+  local family = host:find(":", 1, true) and S.AF_INET6 or S.AF_INET
+  local s = assert(S.socket(family, S.SOCK_DGRAM))
+  assert(s:bind(host, 0))
+  return s, s:getsockname().port
+end
+
+local function shquote(s)
+  return "'" .. s:gsub("'", "'\\''") .. "'"
+end
+M.shquote = shquote
+
+-- A private temporary directory (mode 700) for Unix socket paths.
+-- dir:path(name) gives a path inside it; dir:remove() deletes every file
+-- in it and the directory itself (safe to call twice).
+function M.tmpdir()
+  local base = os.tmpname()            -- creates a unique empty file
+  os.remove(base)
+  local dir = base .. ".d"
+  assert(os.execute("mkdir -m 700 " .. shquote(dir)))
+  local names = {}
+  local d = {}
+  function d.path(_, name)
+    name = name or ("s" .. (#names + 1))
+    names[#names + 1] = name
+    return dir .. "/" .. name
+  end
+  function d.remove()
+    if dir then
+      os.execute("rm -rf " .. shquote(dir))
+      dir = nil
+      d.dir = nil
+    end
+  end
+  d.dir = dir
+  return d
+end
+
+-- A fresh Unix socket path and the function that removes it and its
+-- directory: local path, cleanup = net.sockpath(); finally(cleanup)
+function M.sockpath(name)
+  local d = M.tmpdir()
+  return d:path(name or "sock"), d.remove
+end
+
+-- This process's id, read from /proc/self/stat (Linux).
+local function mypid()
+  local f = assert(io.open("/proc/self/stat"))
+  local pid = assert(tonumber(f:read("a"):match("^(%d+)")))
+  f:close()
+  return pid
+end
+M.pid = mypid()
+
+-- Number of open descriptors of this process (/proc/PID/fd). Garbage is
+-- collected first so that forgotten sockets do not count. The pipe io.popen
+-- opens is counted every time, so two counts compare fairly.
+function M.fdcount()
+  collectgarbage(); collectgarbage()
+  local p = assert(io.popen("ls /proc/" .. M.pid .. "/fd | wc -l"))
+  local n = assert(tonumber(p:read("a")))
+  p:close()
+  return n
+end
+
+-- What descriptor fd of this process refers to, as /proc shows it
+-- ("socket:[1234]", "/tmp/x", "pipe:[5]"), or nil when it is not open.
+function M.fdtarget(fd)
+  local p = assert(io.popen("readlink /proc/" .. M.pid .. "/fd/" .. fd .. " 2>/dev/null"))
+  local t = p:read("a")
+  p:close()
+  t = t:gsub("\n$", "")
+  return t ~= "" and t or nil
+end
+
+-- Sleep for seconds (a fraction is fine) without busy-waiting.
+function M.sleep(seconds)
+  os.execute("sleep " .. string.format("%.3f", seconds))
+end
+
+-- Environment that lets a child lua5.4 find the module from the repo root.
+local function childenv()
+  local cwd = os.getenv("PWD") or "."
+  local build = os.getenv("BSDSOCKET_BUILD") or "build"
+  if build:sub(1, 1) ~= "/" then build = cwd .. "/" .. build end
+  return "LUA_PATH=" .. shquote(cwd .. "/lua/?.lua;" .. cwd .. "/lua/?/init.lua;;")
+    .. " LUA_CPATH=" .. shquote(build .. "/?.so;;")
+end
+M.childenv = childenv
+
+local function writefile(path, text)
+  local f = assert(io.open(path, "w"))
+  f:write(text)
+  f:close()
+end
+
+local function readfile(path)
+  local f = io.open(path)
+  if not f then return nil end
+  local t = f:read("a")
+  f:close()
+  return t
+end
+
+-- Runs Lua code in a child `lua5.4` with the module on its path, killed
+-- after `seconds` (default 10). Returns the child's output (stdout and
+-- stderr together) and its exit status (true on success, like os.execute).
+function M.run_lua(code, seconds)
+  local d = M.tmpdir()
+  local ok, out, status, how, rc = pcall(function()
+    local script, outfile = d:path("child.lua"), d:path("out")
+    writefile(script, code)
+    local st, kind, n = os.execute(childenv() .. " timeout " .. (seconds or 10)
+      .. " lua5.4 " .. shquote(script) .. " > " .. shquote(outfile) .. " 2>&1")
+    return readfile(outfile) or "", st, kind, n
+  end)
+  d:remove()
+  if not ok then error(out, 0) end
+  return out, status, how, rc
+end
+
+-- Starts Lua code in a child `lua5.4` in the background (killed after
+-- `seconds`, default 10). The child's first line of output is its pid.
+-- Returns a handle:
+--   h.pid           the child lua process's id
+--   h:output()      what it printed so far
+--   h:wait(s)       waits up to s seconds for it to exit; true if it did
+--   h:kill(sig)     sends a signal (default KILL) if it still runs
+--   h:cleanup()     kills it if needed and removes its files (idempotent)
+function M.spawn(code, seconds)
+  local d = M.tmpdir()
+  local script, outfile, donefile = d:path("child.lua"), d:path("out"), d:path("done")
+  writefile(script, "do local f = io.open('/proc/self/stat') "
+    .. "io.write(f:read('a'):match('^%d+'), '\\n') io.flush() f:close() end\n" .. code)
+  os.execute("(" .. childenv() .. " timeout " .. (seconds or 10) .. " lua5.4 " .. shquote(script)
+    .. " > " .. shquote(outfile) .. " 2>&1; echo $? > " .. shquote(donefile) .. ") &")
+  local h = {}
+  -- wait (bounded) for the pid line
+  local deadline = S.monotime() + 5
+  repeat
+    local out = readfile(outfile) or ""
+    h.pid = tonumber(out:match("^(%d+)\n"))
+    if not h.pid then M.sleep(0.02) end
+  until h.pid or S.monotime() > deadline
+  function h.output()
+    return ((readfile(outfile) or ""):gsub("^%d+\n", "", 1))
+  end
+  function h.done()
+    local t = readfile(donefile)
+    return t and t:find("\n") and tonumber(t:match("%d+")) or nil
+  end
+  function h.wait(_, s)
+    local limit = S.monotime() + (s or 10)
+    while not h.done() and S.monotime() < limit do M.sleep(0.02) end
+    return h.done() ~= nil
+  end
+  function h.kill(_, sig)
+    if h.pid and not h.done() then
+      os.execute("kill -" .. (sig or "KILL") .. " " .. h.pid .. " 2>/dev/null")
+    end
+  end
+  function h.cleanup()
+    if d.dir then
+      h:kill("KILL")
+      h:wait(5)
+      d:remove()
+    end
+  end
+  if not h.pid then
+    h:cleanup()
+    error("child did not start", 2)
+  end
+  return h
+end
+
+-- Runs f and returns its results and the seconds it took (monotonic).
+function M.timed(f, ...)
+  local t0 = S.monotime()
+  local r = table.pack(f(...))
+  local dt = S.monotime() - t0
+  return dt, table.unpack(r, 1, r.n)
+end
+
+-- True on a little-endian machine.
+M.little_endian = string.pack("=I2", 1) == string.pack("<I2", 1)
+
+return M
