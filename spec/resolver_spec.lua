@@ -103,6 +103,13 @@ describe("S.getaddrinfo", function()
     assert.matches("^EAI_", code)
   end)
 
+  it("raises for a numeric service outside 0..65535 instead of wrapping it", function()
+    assert.has_error(function() S.getaddrinfo("127.0.0.1", 70000) end)
+    assert.has_error(function() S.getaddrinfo("127.0.0.1", 65536) end)
+    assert.has_error(function() S.getaddrinfo("127.0.0.1", -1) end)
+    assert.equal(65535, assert(S.getaddrinfo("127.0.0.1", 65535))[1].addr.port)
+  end)
+
   it("raises for hints of the wrong type", function()
     assert.has_error(function() S.getaddrinfo("127.0.0.1", 80, "stream") end)
     assert.has_error(function() S.getaddrinfo("127.0.0.1", 80, { family = "inet" }) end)
