@@ -1,3 +1,4 @@
+-- luacheck: std +busted
 -- examples/dns_query.lua against dnsmasq (Debian's dnsmasq-base, installed
 -- by `make deps`), started here on a free loopback port with its own
 -- configuration: no upstream servers, no /etc/hosts, records below.

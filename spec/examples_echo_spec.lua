@@ -1,3 +1,4 @@
+-- luacheck: std +busted
 -- examples/tcp_echo_server.lua, tcp_echo_client.lua, udp_echo_server.lua,
 -- udp_echo_client.lua and demo.lua, each run as a child process against
 -- python3 peers (spec/helpers/peers.py: Python's socket module).

@@ -1,3 +1,4 @@
+-- luacheck: std +busted
 -- examples/http_get.lua against python3's http.server (Content-Length
 -- framing, HTTP/1.0 answers) and against an HTTP/1.1 server written with
 -- python3's http.server module in spec/helpers/peers.py (chunked bodies,

@@ -1,3 +1,4 @@
+-- luacheck: std +busted
 -- examples/netcat.lua against python3 peers (spec/helpers/peers.py), in
 -- all four modes: TCP or UDP, connecting or listening; stdin from a pipe
 -- (polled) and from a regular file (epoll refuses those).

@@ -1,3 +1,4 @@
+-- luacheck: std +busted
 -- examples/port_scan.lua on 127.0.0.1: open ports are python3 listeners,
 -- closed ones are ports bound here but not listening (so nobody else can
 -- take them during the scan), and a "filtered" one is a listener whose
@@ -27,11 +28,13 @@ end
 describe("examples/port_scan.lua", function()
   it("reports the open ports among closed ones", function()
     local base, socks = reserve(20)
-    finally(function() for _, s in ipairs(socks) do s:close() end end)
     -- Hand two of the ports to python3 listeners.
     local open = { base + 4, base + 13 }
     local peers = {}
-    finally(function() for _, p in ipairs(peers) do p:kill() end end)
+    finally(function()                    -- (busted keeps only one finally)
+      for _, s in ipairs(socks) do s:close() end
+      for _, p in ipairs(peers) do p:kill() end
+    end)
     for _, port in ipairs(open) do
       socks[port - base + 1]:close()
       local p = X.spawn(("python3 -u -c %s %d"):format(X.shquote(
@@ -50,12 +53,14 @@ describe("examples/port_scan.lua", function()
 
   it("counts a port that does not answer within TIMEOUT as filtered", function()
     local base, socks = reserve(2)
-    finally(function() for _, s in ipairs(socks) do s:close() end end)
     -- A listener with backlog 0 and a full queue never answers a new SYN.
     local full = socks[1]
     assert(full:listen(0))
     local fillers = {}
-    finally(function() for _, c in ipairs(fillers) do c:close() end end)
+    finally(function()
+      for _, s in ipairs(socks) do s:close() end
+      for _, c in ipairs(fillers) do c:close() end
+    end)
     for _ = 1, 8 do
       local c = assert(S.socket(S.AF_INET, S.SOCK_STREAM))
       c:settimeout(0)
