@@ -47,6 +47,21 @@ describe("examples/http_get.lua", function()
     assert.is_true(r.out == pattern(200000))
   end)
 
+  it("gets a page over IPv6 from http://[::1]:PORT/", function()
+    local S = require "bsdsocket"
+    local probe, err = S.tcp_listen("::1", 0)
+    if not probe then pending("no IPv6 loopback: " .. err) return end
+    probe:close()
+    local www6 = X.spawn(X.native("python3 -u -m http.server 0 --bind ::1 --directory %s"):format(X.shquote(dir)))
+    finally(www6.kill)
+    local port = tonumber(www6:expect("port (%d+)"))
+    local r = get("-v", ("http://[::1]:%d/hello.txt"):format(port))
+    assert.equal(0, r.code, r.err)
+    assert.equal("hello from python's http.server\n", r.out)
+    assert.matches(("* connected to [::1]:%d\n"):format(port), r.err, 1, true)
+    assert.matches(("> Host: [::1]:%d\n"):format(port), r.err, 1, true)
+  end)
+
   it("shows the request and the response headers on stderr with -v", function()
     local r = get("-v", ("http://127.0.0.1:%d/hello.txt"):format(wport))
     assert.equal(0, r.code, r.err)
