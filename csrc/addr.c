@@ -226,6 +226,8 @@ static int optfield(lua_State *L, int t, const char *name) {
   int v;
   lua_getfield(L, t, name);
   v = (int)luaL_optinteger(L, -1, 0);
+  if (lua_tointeger(L, -1) != v)
+    luaL_error(L, "hints field '%s' out of range", name);
   lua_pop(L, 1);
   return v;
 }
@@ -251,7 +253,8 @@ static const char *optnulfree(lua_State *L, int arg) {
   const char *s;
   if (lua_isnoneornil(L, arg)) return NULL;
   if (lua_type(L, arg) == LUA_TNUMBER) {
-    luaL_checkinteger(L, arg);  /* a service given as a port number */
+    lua_Integer port = luaL_checkinteger(L, arg);  /* a service given as a port number */
+    luaL_argcheck(L, 0 <= port && port <= 65535, arg, "port out of range 0..65535");
     lua_tostring(L, arg);        /* converts in place */
   }
   s = luaL_checklstring(L, arg, &len);
@@ -291,7 +294,7 @@ static int addr_getaddrinfo(lua_State *L) {
 
 static int addr_getnameinfo(lua_State *L) {
   bsd_addr *a = checkaddr(L, 1);
-  int flags = (int)luaL_optinteger(L, 2, 0);
+  int flags = bsd_optint(L, 2, 0);
   char host[NI_MAXHOST], serv[NI_MAXSERV];
   int gai = getnameinfo((struct sockaddr *)&a->ss, a->len, host, sizeof host,
                         serv, sizeof serv, flags);
@@ -306,7 +309,11 @@ static int addr_getnameinfo(lua_State *L) {
 }
 
 static int addr_if_nametoindex(lua_State *L) {
-  unsigned idx = if_nametoindex(luaL_checkstring(L, 1));
+  size_t len;
+  const char *name = luaL_checklstring(L, 1, &len);
+  unsigned idx;
+  luaL_argcheck(L, strlen(name) == len, 1, "interface name contains a NUL byte");
+  idx = if_nametoindex(name);
   if (idx == 0) return bsd_pusherror(L, "if_nametoindex", lua_tostring(L, 1), errno);
   lua_pushinteger(L, idx);
   return 1;

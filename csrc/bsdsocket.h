@@ -55,6 +55,10 @@ bsd_socket *bsd_checksocket(lua_State *L, int idx);     /* any state */
 bsd_socket *bsd_checkopen(lua_State *L, int idx);       /* raises if closed */
 bsd_socket *bsd_newsocket(lua_State *L, int fd, int family, int type, int protocol);
 int bsd_getfd(lua_State *L, int idx);  /* socket userdata or integer fd */
+/* luaL_checkinteger/luaL_optinteger for a C int: a value outside
+** INT_MIN..INT_MAX raises instead of being silently truncated */
+int bsd_checkint(lua_State *L, int arg);
+int bsd_optint(lua_State *L, int arg, int def);
 double bsd_monotime(void);
 int bsd_setnonblock(int fd, int on);
 void bsd_open_socket(lua_State *L);   /* metatable + functions into table at top */

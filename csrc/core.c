@@ -77,7 +77,7 @@ static size_t familysize(lua_State *L, int arg, int family) {
 }
 
 static int core_inet_pton(lua_State *L) {
-  int family = (int)luaL_checkinteger(L, 1);
+  int family = bsd_checkint(L, 1);
   size_t len, size = familysize(L, 1, family);
   const char *text = luaL_checklstring(L, 2, &len);
   unsigned char buf[sizeof(struct in6_addr)];
@@ -93,7 +93,7 @@ static int core_inet_pton(lua_State *L) {
 }
 
 static int core_inet_ntop(lua_State *L) {
-  int family = (int)luaL_checkinteger(L, 1);
+  int family = bsd_checkint(L, 1);
   size_t len, size = familysize(L, 1, family);
   const char *bytes = luaL_checklstring(L, 2, &len);
   char text[INET6_ADDRSTRLEN];

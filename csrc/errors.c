@@ -97,7 +97,7 @@ static int bsd_strerror(lua_State *L) {
     if (!e->name) return luaL_argerror(L, 1, lua_pushfstring(L, "unknown error name '%s'", name));
     err = e->value;
   }
-  else err = (int)luaL_checkinteger(L, 1);
+  else err = bsd_checkint(L, 1);
   lua_pushstring(L, strerror(err));
   return 1;
 }

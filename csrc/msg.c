@@ -196,7 +196,7 @@ static int op_sendmsg(lua_State *L, int status, lua_KContext ctx) {
     msg.msg_namelen = a.len;
   }
   anc = 3 + used;
-  flags = (int)luaL_optinteger(L, anc + 1, 0) | MSG_NOSIGNAL;
+  flags = bsd_optint(L, anc + 1, 0) | MSG_NOSIGNAL;
   if (lua_isnoneornil(L, anc)) anc = 0;
   else luaL_checktype(L, anc, LUA_TTABLE);
   lua_settop(L, (int)ctx);   /* what follows pushes its buffers above the arguments */
@@ -336,7 +336,7 @@ static int op_recvmsg(lua_State *L, int status, lua_KContext ctx) {
   int late = bsd_resumedlate(L, status, (int)ctx, &deadline);  /* first: restores the stack */
   size_t max = checkmaxbytes(L, 2);
   lua_Integer ancsize = luaL_optinteger(L, 3, (lua_Integer)DEFAULT_ANCILLARY);
-  int flags = (int)luaL_optinteger(L, 4, 0) | MSG_CMSG_CLOEXEC;
+  int flags = bsd_optint(L, 4, 0) | MSG_CMSG_CLOEXEC;
   int mode;
   struct sockaddr_storage from;
   struct msghdr msg;
@@ -488,7 +488,7 @@ static int op_sendmmsg(lua_State *L, int status, lua_KContext ctx) {
   if (hasdef
       && (used = bsd_getaddrarg(L, 3, s->family, s->type, "sendmmsg", &def)) == 0)
     return 3;
-  flags = (int)luaL_optinteger(L, 3 + used, 0) | MSG_NOSIGNAL;
+  flags = bsd_optint(L, 3 + used, 0) | MSG_NOSIGNAL;
   total = lua_rawlen(L, 2);
   cap = total < MMSG_MAX ? total : MMSG_MAX;
   scratch = (char *)lua_newuserdatauv(L, (cap ? cap : 1) * (sizeof *m + sizeof *iov + sizeof *addrs), 0);
@@ -539,7 +539,7 @@ static int op_recvmmsg(lua_State *L, int status, lua_KContext ctx) {
   int late = bsd_resumedlate(L, status, (int)ctx, &deadline);  /* first: restores the stack */
   lua_Integer count = luaL_checkinteger(L, 2);
   size_t max = checkmaxbytes(L, 3), i, need, per;
-  int flags = (int)luaL_optinteger(L, 4, 0) | MSG_WAITFORONE;
+  int flags = bsd_optint(L, 4, 0) | MSG_WAITFORONE;
   int mode, n, prev = 0, scr;
   struct mmsghdr *m;
   struct iovec *iov;

@@ -128,13 +128,15 @@ static void checkinaddr(lua_State *L, int arg, const char *text, struct in_addr 
 
 static const char *field(lua_State *L, int t, const char *name, int required) {
   const char *v;
+  size_t len;
   lua_getfield(L, t, name);
   if (lua_isnil(L, -1) && !required) {
     lua_pop(L, 1);
     return NULL;
   }
-  v = lua_tostring(L, -1);
+  v = lua_tolstring(L, -1, &len);
   if (!v) luaL_error(L, "field '%s' must be a string", name);
+  if (strlen(v) != len) luaL_error(L, "field '%s' contains a NUL byte", name);
   lua_pop(L, 1);  /* still referenced by the table */
   return v;
 }
@@ -191,7 +193,11 @@ int bsd_setsockopt(lua_State *L) {
       lua_getfield(L, 4, "onoff");
       v.lg.l_onoff = lua_toboolean(L, -1);
       lua_getfield(L, 4, "linger");
-      v.lg.l_linger = (int)luaL_optinteger(L, -1, 0);
+      {
+        lua_Integer secs = luaL_optinteger(L, -1, 0);
+        if (secs < 0 || secs > 0x7FFFFFFF) luaL_error(L, "linger out of range 0..2^31-1 seconds");
+        v.lg.l_linger = (int)secs;
+      }
       lua_pop(L, 2);
       len = sizeof v.lg;
       break;

@@ -10,6 +10,7 @@
 */
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <math.h>
 #include <poll.h>
 #include <stdio.h>
@@ -59,7 +60,9 @@ bsd_socket *bsd_newsocket(lua_State *L, int fd, int family, int type, int protoc
 ** Anything else goes through luaL_checkudata, which raises the usual error. */
 static bsd_socket *checkself(lua_State *L) {
   bsd_socket *s = (bsd_socket *)lua_touserdata(L, 1);
-  if (s && s->tag == BSD_SOCKET_TAG && lua_rawlen(L, 1) == sizeof(bsd_socket)
+  /* size first: a smaller userdata (or a light one, whose rawlen is 0)
+  ** must not have its first bytes read as a tag */
+  if (s && lua_rawlen(L, 1) == sizeof(bsd_socket) && s->tag == BSD_SOCKET_TAG
       && s->fd >= 0)
     return s;
   return bsd_checkopen(L, 1);
@@ -75,6 +78,16 @@ int bsd_getfd(lua_State *L, int idx) {
   fd = luaL_checkinteger(L, idx);
   luaL_argcheck(L, 0 <= fd && fd <= 0x7FFFFFFF, idx, "not a descriptor");
   return (int)fd;
+}
+
+int bsd_checkint(lua_State *L, int arg) {
+  lua_Integer v = luaL_checkinteger(L, arg);
+  luaL_argcheck(L, INT_MIN <= v && v <= INT_MAX, arg, "integer out of range");
+  return (int)v;
+}
+
+int bsd_optint(lua_State *L, int arg, int def) {
+  return lua_isnoneornil(L, arg) ? def : bsd_checkint(L, arg);
 }
 
 int bsd_setnonblock(int fd, int on) {
@@ -219,9 +232,9 @@ int bsd_addrerror(lua_State *L, const char *call, const bsd_addr *a, int err) {
 /* ---- creation ---- */
 
 static int sock_socket(lua_State *L) {
-  int family = (int)luaL_checkinteger(L, 1);
-  int type = (int)luaL_checkinteger(L, 2);
-  int protocol = (int)luaL_optinteger(L, 3, 0);
+  int family = bsd_checkint(L, 1);
+  int type = bsd_checkint(L, 2);
+  int protocol = bsd_optint(L, 3, 0);
   int nonblock = (type & SOCK_NONBLOCK) != 0;
   int fd = socket(family, type | SOCK_CLOEXEC, protocol);
   bsd_socket *s;
@@ -235,9 +248,9 @@ static int sock_socket(lua_State *L) {
 }
 
 static int sock_socketpair(lua_State *L) {
-  int family = (int)luaL_optinteger(L, 1, AF_UNIX);
-  int type = (int)luaL_optinteger(L, 2, SOCK_STREAM);
-  int protocol = (int)luaL_optinteger(L, 3, 0);
+  int family = bsd_optint(L, 1, AF_UNIX);
+  int type = bsd_optint(L, 2, SOCK_STREAM);
+  int protocol = bsd_optint(L, 3, 0);
   int fds[2];
   if (socketpair(family, type | SOCK_CLOEXEC, protocol, fds) < 0)
     return bsd_pusherror(L, "socketpair", NULL, errno);
@@ -325,7 +338,7 @@ static int sock_bind(lua_State *L) {
 
 static int sock_listen(lua_State *L) {
   bsd_socket *s = checkself(L);
-  int backlog = (int)luaL_optinteger(L, 2, SOMAXCONN);
+  int backlog = bsd_optint(L, 2, SOMAXCONN);
   if (listen(s->fd, backlog) < 0) return sockerror(L, s, "listen", errno);
   lua_pushboolean(L, 1);
   return 1;
@@ -449,7 +462,7 @@ static int op_send(lua_State *L, int status, lua_KContext ctx) {
     j = len;
   }
   else {
-    flags = (int)luaL_optinteger(L, 5, 0) | MSG_NOSIGNAL;
+    flags = bsd_optint(L, 5, 0) | MSG_NOSIGNAL;
     i = posrelat(luaL_optinteger(L, 3, 1), len);
     j = posrelat(luaL_optinteger(L, 4, -1), len);
     if (i < 1) i = 1;
@@ -520,7 +533,7 @@ static int op_sendto(lua_State *L, int status, lua_KContext ctx) {
   bsd_addr a;
   if (resumedlate(L, status, (int)ctx, &deadline)) return sockerror(L, s, "sendto", ETIMEDOUT);
   if ((used = bsd_getaddrarg(L, 3, s->family, s->type, "sendto", &a)) == 0) return 3;
-  flags = (int)luaL_optinteger(L, 3 + used, 0) | MSG_NOSIGNAL;
+  flags = bsd_optint(L, 3 + used, 0) | MSG_NOSIGNAL;
   for (;;) {
     ssize_t n = sendto(s->fd, data, len, flags, (struct sockaddr *)&a.ss, a.len);
     int r;
@@ -552,7 +565,7 @@ static int recvinto(lua_State *L, lua_KContext ctx, lua_KFunction k, double dead
                     const char *call, struct sockaddr_storage *from, socklen_t *fromlen) {
   bsd_socket *s = checkself(L);
   size_t max = checkmaxbytes(L, 2);
-  int flags = lua_gettop(L) == 2 ? 0 : (int)luaL_optinteger(L, 3, 0);
+  int flags = lua_gettop(L) == 2 ? 0 : bsd_optint(L, 3, 0);
   int mode = callmode(L, s);
   char small[RECV_SMALL];
   luaL_Buffer b;
