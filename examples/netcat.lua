@@ -18,23 +18,28 @@
 local S = require "bsdsocket"
 
 local USAGE = "usage: netcat.lua [-l] [-u] [-q SECS] HOST PORT"
+local function usage()
+  io.stderr:write(USAGE, "\n")
+  os.exit(2)
+end
+
 local listen, udp, quit, host, port = false, false, nil, nil, nil
 local i = 1
 while i <= #arg do
   local a = arg[i]
   if a == "-l" then listen = true
   elseif a == "-u" then udp = true
-  elseif a == "-q" then i = i + 1; quit = tonumber(arg[i]); if not quit or quit < 0 then host = false break end
-  elseif a:match("^%-.") then host = false break
+  elseif a == "-q" then
+    i = i + 1
+    quit = tonumber(arg[i])
+    if not quit or quit < 0 then usage() end
+  elseif a:match("^%-.") then usage()
   elseif host == nil then host = a
   elseif port == nil then port = math.tointeger(tonumber(a))
-  else host = false break end
+  else usage() end
   i = i + 1
 end
-if not host or not port or port < 0 or port > 65535 or (port == 0 and not listen) then
-  io.stderr:write(USAGE, "\n")
-  os.exit(2)
-end
+if not host or not port or port < 0 or port > 65535 or (port == 0 and not listen) then usage() end
 
 local function fail(msg)
   io.stderr:write("netcat: ", msg, "\n")
