@@ -1,0 +1,51 @@
+/*
+** udp: the C baseline of bench scenario 4 — datagrams per second sending
+** 64-byte datagrams with sendto(2) to a prebuilt struct sockaddr_in.
+**
+**   udp sink                      binds 127.0.0.1 port 0, never reads: once
+**                                 its buffer is full the kernel drops what
+**                                 arrives, so the sender's rate is its own
+**                                 cost (no reader competing for the CPU)
+**   udp drain                     the same, but reads everything
+**   udp send HOST PORT SECONDS [SIZE]   prints "dps=<datagrams/s>"
+*/
+#include "common.h"
+
+static char buf[65536];
+
+int main(int argc, char **argv) {
+  if (argc >= 2 && strcmp(argv[1], "sink") == 0) {
+    bench_server(SOCK_DGRAM);
+    for (;;) pause();
+  }
+  if (argc >= 2 && strcmp(argv[1], "drain") == 0) {
+    int fd = bench_server(SOCK_DGRAM);
+    for (;;) recv(fd, buf, sizeof buf, 0);
+  }
+  if (argc < 5 || strcmp(argv[1], "send") != 0) {
+    fprintf(stderr, "usage: udp sink | drain | send HOST PORT SECONDS [SIZE]\n");
+    return 1;
+  }
+  {
+    struct sockaddr_in sa = bench_addr(argv[2], argv[3]);
+    double secs = atof(argv[4]), t0, el;
+    size_t size = argc > 5 ? (size_t)atol(argv[5]) : 64;
+    long n = 0;
+    int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) bench_die("socket");
+    if (size > sizeof buf) return 1;
+    memset(buf, 'u', size);
+    t0 = bench_now();
+    for (;;) {
+      int k;
+      for (k = 0; k < 1024; k++)
+        if (sendto(fd, buf, size, 0, (struct sockaddr *)&sa, sizeof sa) < 0 && errno != ENOBUFS)
+          bench_die("sendto");
+      n += 1024;
+      el = bench_now() - t0;
+      if (el >= secs) break;
+    }
+    printf("dps=%.0f\n", n / el);
+  }
+  return 0;
+}
