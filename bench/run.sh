@@ -1,0 +1,397 @@
+#!/usr/bin/env bash
+# bsdsocket benchmarks — run by `make bench` (bench/Makefile builds the C
+# programs into bench/build first). Every scenario runs a C baseline and the
+# bsdsocket version in the same run and prints their ratio (higher is better
+# for bsdsocket), plus LuaSocket and luv when installed (`make deps-bench`).
+# Everything runs on loopback; servers bind port 0 and print their port.
+#
+# 1. Concurrent echo server. bench/build/loadgen (C, epoll) opens IDLE extra
+#    connections (0, 1,000, 10,000; each does one checked round trip, then
+#    stays silent), then CONNS active ones with one MSG-byte request in flight
+#    each, checks every echoed byte, and counts requests per second for SECS.
+#    Servers: c/echo_server.c (single-threaded epoll, the baseline),
+#    examples/echo_server_loop.lua (bsdsocket.loop: a task per connection),
+#    luv/echo_server.lua (libuv), luasocket/echo_server.lua (socket.select,
+#    which cannot go past 1,024 descriptors: shown as 'failed'). Also shown:
+#    the server's CPU time per request (from /proc, over the timed phase) —
+#    on a 2-CPU machine the load generator may saturate before the C server
+#    does, and then the CPU time is the fairer comparison.
+#    Targets: bsdsocket >= 0.9x C requests/s at every idle count, and ahead
+#    of luv.
+# 2. Ping-pong latency: MSG-byte request/response on one TCP connection with
+#    blocking calls, client and server of the same kind (C, bsdsocket,
+#    LuaSocket); round trips per second. With taskset, both processes share
+#    one CPU, which makes the number far less noisy (it is then the CPU cost
+#    of a round trip on both sides plus two context switches).
+# 3. Bulk TCP: BENCH_BULK_MB MiB (default 1024) in 64 KiB chunks over one
+#    connection. "send": the client under test sends to a C sink (sendall),
+#    shuts down and waits for the sink's close; "recv": a C source sends, the
+#    client under test reads recv(65536) until EOF. Target >= 0.95x C each.
+# 4. UDP send rate: 64-byte datagrams with sendto to a prebuilt address
+#    (S.addr in bsdsocket, struct sockaddr_in in C, ip+port strings in
+#    LuaSocket) for SECS, to a bound socket nobody reads (the kernel drops
+#    what overflows, so only the sender runs). Target >= 0.95x C.
+# 5. Instructions per ping-pong round trip (valgrind --tool=callgrind, user
+#    space only) of the client, against the C server:
+#    (I(N2) - I(N1)) / (N2 - N1), which removes start-up. Target <= 700 for
+#    bsdsocket.
+# Each measurement is the best of BENCH_TRIES runs, the implementations
+# interleaved within each try. Misses print MISS; the run never fails on one.
+#
+# Environment (defaults): LUA (lua5.4), MODULE_DIR (../build), BENCH_SECS (3),
+# BENCH_CONNS (16), BENCH_MSG (64), BENCH_IDLE ("0 1000 10000"),
+# BENCH_TRIES (2), BENCH_BULK_MB (1024), BENCH_UDP_SECS (1),
+# BENCH_PP_SECS (1), BENCH_ONLY ("1 2 3 4 5": the scenarios to run),
+# BENCH_ECHO_SERVER (examples/echo_server_loop.lua: any script that takes
+# HOST and prints "... HOST:PORT" as its first line), BENCH_PIN (1: use
+# taskset for scenario 2).
+set -u
+
+BENCH=$(cd "$(dirname "$0")" && pwd)
+ROOT=$(cd "$BENCH/.." && pwd)
+LUA=${LUA:-lua5.4}
+MODULE_DIR=${MODULE_DIR:-$ROOT/build}
+BIN=${BENCH_BIN:-$BENCH/build}
+SECS=${BENCH_SECS:-3}
+CONNS=${BENCH_CONNS:-16}
+MSG=${BENCH_MSG:-64}
+IDLE=${BENCH_IDLE:-0 1000 10000}
+TRIES=${BENCH_TRIES:-2}
+BULK_MB=${BENCH_BULK_MB:-1024}
+UDP_SECS=${BENCH_UDP_SECS:-1}
+PP_SECS=${BENCH_PP_SECS:-1}
+ONLY=${BENCH_ONLY:-1 2 3 4 5}
+ECHO_SERVER=${BENCH_ECHO_SERVER:-$ROOT/examples/echo_server_loop.lua}
+PIN=${BENCH_PIN:-1}
+
+export LUA_PATH="$ROOT/lua/?.lua;$ROOT/lua/?/init.lua;;"
+export LUA_CPATH="$MODULE_DIR/?.so;;"
+
+TMP=$(mktemp -d "${TMPDIR:-/tmp}/bsdsocket-bench.XXXXXX")
+PIDS=()
+
+# shellcheck disable=SC2317  # invoked by the trap
+cleanup() {
+  local p
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
+  for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null; done
+  rm -rf "$TMP"
+}
+trap cleanup EXIT
+trap 'echo "interrupted"; exit 130' INT TERM
+
+have_lua_module() { "$LUA" -e "require '$1'" >/dev/null 2>&1; }
+
+HAVE_LUASOCKET=0; have_lua_module socket && HAVE_LUASOCKET=1
+HAVE_LUV=0; have_lua_module luv && HAVE_LUV=1
+HAVE_VALGRIND=0; command -v valgrind >/dev/null 2>&1 && HAVE_VALGRIND=1
+HAVE_TASKSET=0; [ "$PIN" = 1 ] && command -v taskset >/dev/null 2>&1 && HAVE_TASKSET=1
+
+if ! "$LUA" -e 'require "bsdsocket"' >/dev/null 2>&1; then
+  echo "bench: cannot load bsdsocket with $LUA (LUA_CPATH=$LUA_CPATH):" >&2
+  "$LUA" -e 'require "bsdsocket"' >&2
+  exit 1
+fi
+
+# ---- servers ----
+
+SERVER_PID=0
+SERVER_PORT=0
+NSERVERS=0
+
+# start_server CMD...: starts CMD in the background with the descriptor
+# limit raised to the hard limit, waits (at most 10 s) for its first line
+# and takes the port from its end. Sets SERVER_PID and SERVER_PORT; 1 if the
+# server died or printed no port.
+start_server() {
+  NSERVERS=$((NSERVERS + 1))
+  local out="$TMP/server$NSERVERS.out" err="$TMP/server$NSERVERS.err" i line
+  (ulimit -n "$(ulimit -Hn)" 2>/dev/null; exec "$@") >"$out" 2>"$err" &
+  SERVER_PID=$!
+  PIDS+=("$SERVER_PID")
+  SERVER_ERR=$err
+  for i in $(seq 100); do
+    line=$(head -n 1 "$out" 2>/dev/null)
+    if [ -n "$line" ]; then
+      SERVER_PORT=${line##*:}
+      [ "$SERVER_PORT" -gt 0 ] 2>/dev/null && return 0
+      break
+    fi
+    kill -0 "$SERVER_PID" 2>/dev/null || break
+    sleep 0.1
+  done
+  echo "  server $* did not start: $(head -c 300 "$err")" >&2
+  stop_server
+  return 1
+}
+
+stop_server() {
+  kill "$SERVER_PID" 2>/dev/null
+  wait "$SERVER_PID" 2>/dev/null
+  SERVER_PID=0
+}
+
+# ---- arithmetic and reporting ----
+
+# field NAME LINE: the value of NAME=value in LINE
+field() { local v=${2#*"$1"=}; [ "$v" = "$2" ] && return 1; echo "${v%% *}"; }
+max() { awk -v a="$1" -v b="$2" 'BEGIN { print (a == "" || b + 0 > a + 0) ? b : a }'; }
+min() { awk -v a="$1" -v b="$2" 'BEGIN { print (a == "" || b + 0 < a + 0) ? b : a }'; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "" || b == "" || b + 0 == 0) print "-"; else printf "%.2f", a / b }'; }
+# verdict RATIO TARGET: PASS when RATIO >= TARGET
+verdict() { awk -v r="$1" -v t="$2" 'BEGIN { if (r == "-") print "n/a"; else print (r + 0 >= t + 0) ? "PASS" : "MISS" }'; }
+fmt() { awk -v a="$1" 'BEGIN { if (a == "" || a == "failed") print "failed"; else printf "%.0f", a }'; }
+
+SUMMARY=()
+summary() { SUMMARY+=("$1"); }
+
+PIN0=()  # prefix that runs a command on CPU 0 (scenario 2)
+[ "$HAVE_TASKSET" = 1 ] && PIN0=(taskset -c 0)
+
+# ---- 1. echo server ----
+
+# echo_run IDLE CMD...: one load-generator run against a fresh server; sets
+# ECHO_RESULT to "rps srv_us", or to "failed" and ECHO_FAILURE to why
+echo_run() {
+  local idle=$1; shift
+  local out
+  ECHO_RESULT=failed
+  ECHO_FAILURE="the server did not start"
+  start_server "$@" 127.0.0.1 || return
+  if out=$(timeout $((SECS + 60 + idle / 500)) "$BIN/loadgen" 127.0.0.1 "$SERVER_PORT" "$CONNS" "$idle" "$SECS" "$MSG" "$SERVER_PID" 2>"$TMP/loadgen.err"); then
+    ECHO_RESULT="$(field rps "$out") $(field srv_us "$out")"
+  else
+    ECHO_FAILURE="$(head -n 1 "$TMP/loadgen.err"); server: $(grep -m 1 . "$SERVER_ERR" || echo 'no message')"
+  fi
+  stop_server
+}
+
+scenario_echo() {
+  local names=(c bsd) labels=("C epoll server" "bsdsocket loop") idle name r
+  local -A cmd
+  cmd[c]="$BIN/echo_server"
+  cmd[bsd]="$LUA $ECHO_SERVER"
+  if [ "$HAVE_LUV" = 1 ]; then
+    names+=(luv); labels+=("luv (libuv)"); cmd[luv]="$LUA $BENCH/luv/echo_server.lua"
+  fi
+  if [ "$HAVE_LUASOCKET" = 1 ]; then
+    names+=(ls); labels+=("LuaSocket select"); cmd[ls]="$LUA $BENCH/luasocket/echo_server.lua"
+  fi
+  echo "== 1. concurrent echo server: $CONNS connections, one $MSG-byte request in flight each, ${SECS} s per run, best of $TRIES"
+  [ "$HAVE_LUV" = 1 ] || echo "   (luv not installed: make deps-bench)"
+  [ "$HAVE_LUASOCKET" = 1 ] || echo "   (LuaSocket not installed: make deps-bench)"
+  echo "   server: $ECHO_SERVER"
+  for idle in $IDLE; do
+    local -A rps=() cpu=() fails=()
+    for _ in $(seq "$TRIES"); do
+      for name in "${names[@]}"; do
+        [ "${fails[$name]:-0}" -ge 1 ] && [ "${rps[$name]:-}" = "" ] && continue  # failed once: do not retry
+        # shellcheck disable=SC2086
+        echo_run "$idle" ${cmd[$name]}
+        r=$ECHO_RESULT
+        if [ "$r" = failed ]; then
+          fails[$name]=1
+          FAILNOTE[$name]=$ECHO_FAILURE
+        else
+          rps[$name]=$(max "${rps[$name]:-}" "${r% *}")
+          cpu[$name]=$(min "${cpu[$name]:-}" "${r#* }")
+        fi
+      done
+    done
+    echo "   -- $idle idle connections"
+    local i=0
+    for name in "${names[@]}"; do
+      if [ -z "${rps[$name]:-}" ]; then
+        printf '   %-18s %12s\n' "${labels[$i]}" "failed"
+      else
+        local cratio cpuratio
+        cratio=$(ratio "${rps[$name]}" "${rps[c]:-}")
+        cpuratio=$(ratio "${cpu[c]:-}" "${cpu[$name]}")
+        if [ "$name" = c ]; then
+          printf '   %-18s %10s req/s   server CPU %6s us/req\n' "${labels[$i]}" "$(fmt "${rps[$name]}")" "${cpu[$name]}"
+        else
+          printf '   %-18s %10s req/s   server CPU %6s us/req   vs C: %s (req/s), %s (CPU/req)\n' \
+            "${labels[$i]}" "$(fmt "${rps[$name]}")" "${cpu[$name]}" "$cratio" "$cpuratio"
+        fi
+      fi
+      i=$((i + 1))
+    done
+    r=$(ratio "${rps[bsd]:-}" "${rps[c]:-}")
+    summary "1. echo, $idle idle: bsdsocket/C = $r (target >= 0.90) $(verdict "$r" 0.9)"
+    if [ "$HAVE_LUV" = 1 ]; then
+      r=$(ratio "${rps[bsd]:-}" "${rps[luv]:-}")
+      summary "1. echo, $idle idle: bsdsocket/luv = $r (target > 1.00) $(awk -v r="$r" 'BEGIN { if (r == "-") print "n/a"; else print (r + 0 > 1) ? "PASS" : "MISS" }')"
+    fi
+    if [ "$HAVE_LUASOCKET" = 1 ]; then
+      if [ -n "${rps[ls]:-}" ]; then
+        summary "1. echo, $idle idle: LuaSocket/C = $(ratio "${rps[ls]}" "${rps[c]:-}") (for comparison)"
+      else
+        summary "1. echo, $idle idle: LuaSocket failed (${FAILNOTE[ls]:-no reason})"
+      fi
+    fi
+  done
+}
+declare -A FAILNOTE=()
+
+# ---- 2. ping-pong ----
+
+pp_run() {  # pp_run CMD...: one client/server run; sets PP_RATE (or "")
+  local out
+  PP_RATE=""
+  start_server "${PIN0[@]}" "$@" server || return
+  out=$(timeout $((PP_SECS + 30)) "${PIN0[@]}" "$@" client 127.0.0.1 "$SERVER_PORT" "$PP_SECS" "$MSG" 2>>"$TMP/pp.err")
+  stop_server
+  PP_RATE=$(field rate "$out")
+}
+
+scenario_pingpong() {
+  local names=(c bsd) labels=("C" "bsdsocket") name
+  local -A cmd=() rate=()
+  cmd[c]="$BIN/pingpong"
+  cmd[bsd]="$LUA $BENCH/lua/pingpong.lua"
+  if [ "$HAVE_LUASOCKET" = 1 ]; then names+=(ls); labels+=("LuaSocket"); cmd[ls]="$LUA $BENCH/luasocket/pingpong.lua"; fi
+  echo "== 2. ping-pong: one TCP connection, $MSG-byte messages, blocking calls, ${PP_SECS} s per run, best of $TRIES"
+  [ "$HAVE_TASKSET" = 1 ] && echo "   (client and server pinned to CPU 0 with taskset)"
+  for _ in $(seq "$TRIES"); do
+    for name in "${names[@]}"; do
+      # shellcheck disable=SC2086
+      pp_run ${cmd[$name]}
+      rate[$name]=$(max "${rate[$name]:-}" "$PP_RATE")
+    done
+  done
+  local i=0 r
+  for name in "${names[@]}"; do
+    r=$(ratio "${rate[$name]}" "${rate[c]}")
+    printf '   %-12s %9s round trips/s  %8s us per round trip   vs C: %s\n' "${labels[$i]}" "$(fmt "${rate[$name]}")" \
+      "$(awk -v r="${rate[$name]}" 'BEGIN { if (r + 0 > 0) printf "%.2f", 1e6 / r; else print "-" }')" "$r"
+    i=$((i + 1))
+  done
+  [ -s "$TMP/pp.err" ] && head -c 500 "$TMP/pp.err"
+  summary "2. ping-pong: bsdsocket/C = $(ratio "${rate[bsd]}" "${rate[c]}") (no target)"
+  [ "$HAVE_LUASOCKET" = 1 ] && summary "2. ping-pong: LuaSocket/C = $(ratio "${rate[ls]}" "${rate[c]}")"
+}
+
+# ---- 3. bulk ----
+
+scenario_bulk() {
+  local total=$((BULK_MB * 1048576)) dir name out sinkport sourceport sinkpid sourcepid
+  local names=(c bsd) labels=("C" "bsdsocket")
+  local -A cmd=() mbps=()
+  cmd[c]="$BIN/bulk"
+  cmd[bsd]="$LUA $BENCH/lua/bulk.lua"
+  if [ "$HAVE_LUASOCKET" = 1 ]; then names+=(ls); labels+=("LuaSocket"); cmd[ls]="$LUA $BENCH/luasocket/bulk.lua"; fi
+  echo "== 3. bulk TCP: $BULK_MB MiB in 64 KiB chunks, best of $TRIES"
+  start_server "$BIN/bulk" sink || return
+  sinkport=$SERVER_PORT; sinkpid=$SERVER_PID
+  start_server "$BIN/bulk" source "$total" || { SERVER_PID=$sinkpid; stop_server; return; }
+  sourceport=$SERVER_PORT; sourcepid=$SERVER_PID
+  for _ in $(seq "$TRIES"); do
+    for dir in send recv; do
+      for name in "${names[@]}"; do
+        local port=$sinkport
+        [ "$dir" = recv ] && port=$sourceport
+        # shellcheck disable=SC2086
+        out=$(timeout $((60 + BULK_MB / 10)) ${cmd[$name]} "$dir" 127.0.0.1 "$port" "$total" 2>>"$TMP/bulk.err")
+        mbps[$dir$name]=$(max "${mbps[$dir$name]:-}" "$(field mbps "$out")")
+      done
+    done
+  done
+  SERVER_PID=$sinkpid; stop_server
+  SERVER_PID=$sourcepid; stop_server
+  for dir in send recv; do
+    local i=0 r
+    for name in "${names[@]}"; do
+      r=$(ratio "${mbps[$dir$name]}" "${mbps[${dir}c]}")
+      printf '   %-5s %-10s %9s MiB/s   vs C: %s\n' "$dir" "${labels[$i]}" "$(fmt "${mbps[$dir$name]}")" "$r"
+      i=$((i + 1))
+    done
+    r=$(ratio "${mbps[${dir}bsd]}" "${mbps[${dir}c]}")
+    summary "3. bulk $dir: bsdsocket/C = $r (target >= 0.95) $(verdict "$r" 0.95)"
+  done
+  [ -s "$TMP/bulk.err" ] && head -c 500 "$TMP/bulk.err"
+}
+
+# ---- 4. UDP ----
+
+scenario_udp() {
+  local names=(c bsd) labels=("C sendto(sockaddr_in)" "bsdsocket sendto(addr)") name out
+  local -A cmd=() dps=()
+  cmd[c]="$BIN/udp"
+  cmd[bsd]="$LUA $BENCH/lua/udp.lua"
+  if [ "$HAVE_LUASOCKET" = 1 ]; then names+=(ls); labels+=("LuaSocket sendto(ip, port)"); cmd[ls]="$LUA $BENCH/luasocket/udp.lua"; fi
+  echo "== 4. UDP send: $MSG-byte datagrams for ${UDP_SECS} s per run, best of $TRIES"
+  start_server "$BIN/udp" sink || return
+  for _ in $(seq "$TRIES"); do
+    for name in "${names[@]}"; do
+      # shellcheck disable=SC2086
+      out=$(timeout $((UDP_SECS + 30)) ${cmd[$name]} send 127.0.0.1 "$SERVER_PORT" "$UDP_SECS" "$MSG" 2>>"$TMP/udp.err")
+      dps[$name]=$(max "${dps[$name]:-}" "$(field dps "$out")")
+    done
+  done
+  stop_server
+  local i=0 r
+  for name in "${names[@]}"; do
+    printf '   %-28s %9s datagrams/s   vs C: %s\n' "${labels[$i]}" "$(fmt "${dps[$name]}")" "$(ratio "${dps[$name]}" "${dps[c]}")"
+    i=$((i + 1))
+  done
+  r=$(ratio "${dps[bsd]}" "${dps[c]}")
+  summary "4. UDP send: bsdsocket/C = $r (target >= 0.95) $(verdict "$r" 0.95)"
+  [ "$HAVE_LUASOCKET" = 1 ] && summary "4. UDP send: LuaSocket/C = $(ratio "${dps[ls]}" "${dps[c]}")"
+  [ -s "$TMP/udp.err" ] && head -c 500 "$TMP/udp.err"
+}
+
+# ---- 5. instructions per round trip ----
+
+# callgrind_ir N CMD...: user-space instructions of CMD count 127.0.0.1 PORT N
+callgrind_ir() {
+  local n=$1 f="$TMP/callgrind.$NSERVERS.$1"; shift
+  timeout 300 valgrind --tool=callgrind --callgrind-out-file="$f" --trace-children=no \
+    "$@" count 127.0.0.1 "$SERVER_PORT" "$n" "$MSG" >/dev/null 2>>"$TMP/callgrind.err" || return
+  awk '/^(summary|totals):/ { print $2; exit }' "$f"
+}
+
+scenario_callgrind() {
+  local n1=2000 n2=12000 names=(c bsd) labels=("C" "bsdsocket") name
+  local -A cmd=()
+  cmd[c]="$BIN/pingpong"
+  cmd[bsd]="$LUA $BENCH/lua/pingpong.lua"
+  if [ "$HAVE_LUASOCKET" = 1 ]; then names+=(ls); labels+=("LuaSocket"); cmd[ls]="$LUA $BENCH/luasocket/pingpong.lua"; fi
+  echo "== 5. instructions per ping-pong round trip (callgrind, user space, client side, (I($n2)-I($n1))/$((n2 - n1)))"
+  if [ "$HAVE_VALGRIND" = 0 ]; then
+    echo "   skipped: valgrind not installed (make deps-bench)"
+    return
+  fi
+  start_server "$BIN/pingpong" server || return
+  local i=0 a b per
+  for name in "${names[@]}"; do
+    # shellcheck disable=SC2086
+    a=$(callgrind_ir $n1 ${cmd[$name]})
+    # shellcheck disable=SC2086
+    b=$(callgrind_ir $n2 ${cmd[$name]})
+    per=$(awk -v a="$a" -v b="$b" -v d=$((n2 - n1)) 'BEGIN { if (a == "" || b == "") print "-"; else printf "%.0f", (b - a) / d }')
+    printf '   %-10s %6s instructions per round trip\n' "${labels[$i]}" "$per"
+    [ "$name" = bsd ] && summary "5. callgrind: bsdsocket $per instructions per round trip (target <= 700) $(awk -v p="$per" 'BEGIN { if (p == "-") print "n/a"; else print (p + 0 <= 700) ? "PASS" : "MISS" }')"
+    [ "$name" != bsd ] && summary "5. callgrind: ${labels[$i]} $per instructions per round trip"
+    i=$((i + 1))
+  done
+  stop_server
+  [ -s "$TMP/callgrind.err" ] && grep -v '^==' "$TMP/callgrind.err" | head -c 500
+}
+
+# ---- main ----
+
+echo "bsdsocket benchmarks ($LUA, module from $MODULE_DIR, $(nproc 2>/dev/null || echo '?') CPUs)"
+START=$(date +%s)
+for s in $ONLY; do
+  case $s in
+    1) scenario_echo ;;
+    2) scenario_pingpong ;;
+    3) scenario_bulk ;;
+    4) scenario_udp ;;
+    5) scenario_callgrind ;;
+    *) echo "unknown scenario $s" >&2 ;;
+  esac
+done
+echo "== summary (ratios: higher is better for bsdsocket; $(($(date +%s) - START)) s)"
+for line in "${SUMMARY[@]}"; do echo "   $line"; done
+exit 0
