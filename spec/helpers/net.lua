@@ -104,9 +104,21 @@ function M.fdcount()
     if now >= kb then break end
     kb = now
   end
-  local p = assert(io.popen("ls /proc/" .. M.pid .. "/fd | wc -l"))
-  local n = assert(tonumber(p:read("a")))
-  p:close()
+  local function count()
+    local p = assert(io.popen("ls /proc/" .. M.pid .. "/fd | wc -l"))
+    local n = assert(tonumber(p:read("a")))
+    p:close()
+    return n
+  end
+  -- the sandbox may release a closed descriptor a moment late: take the
+  -- count once two readings agree (bounded)
+  local n = count()
+  for _ = 1, 10 do
+    M.sleep(0.02)
+    local again = count()
+    if again == n then break end
+    n = again
+  end
   return n
 end
 
