@@ -110,14 +110,22 @@ static const char *addrtext(lua_State *L, const struct sockaddr *sa, socklen_t l
   return lua_pushstring(L, buf);
 }
 
+/* an address worth naming: not the 0.0.0.0:0 / [::]:0 of an unbound socket */
+static int named(const struct sockaddr_storage *ss, socklen_t len) {
+  if (len <= sizeof(sa_family_t)) return 0;
+  if (ss->ss_family == AF_INET) return ((const struct sockaddr_in *)ss)->sin_port != 0;
+  if (ss->ss_family == AF_INET6) return ((const struct sockaddr_in6 *)ss)->sin6_port != 0;
+  return 1;
+}
+
 /* the peer if connected, else the local address if bound, else nothing */
 static const char *endtext(lua_State *L, bsd_socket *s) {
   struct sockaddr_storage ss;
   socklen_t len = sizeof ss;
-  if (getpeername(s->fd, (struct sockaddr *)&ss, &len) == 0 && len > sizeof(sa_family_t))
+  if (getpeername(s->fd, (struct sockaddr *)&ss, &len) == 0 && named(&ss, len))
     return addrtext(L, (struct sockaddr *)&ss, len);
   len = sizeof ss;
-  if (getsockname(s->fd, (struct sockaddr *)&ss, &len) == 0 && len > sizeof(sa_family_t))
+  if (getsockname(s->fd, (struct sockaddr *)&ss, &len) == 0 && named(&ss, len))
     return addrtext(L, (struct sockaddr *)&ss, len);
   return NULL;
 }
