@@ -21,12 +21,14 @@ build = {
   modules = {
     ["bsdsocket.core"] = {
       sources = {
-        "csrc/addr.c", "csrc/core.c", "csrc/errors.c", "csrc/msg.c", "csrc/options.c",
-        "csrc/socket.c",
+        "csrc/addr.c", "csrc/core.c", "csrc/errors.c", "csrc/msg.c",
+        "csrc/options.c", "csrc/poller.c", "csrc/socket.c",
       },
       defines = { "_GNU_SOURCE" },
       incdirs = { "csrc" },
     },
     ["bsdsocket"] = "lua/bsdsocket.lua",
+    ["bsdsocket.loop"] = "lua/bsdsocket/loop.lua",
+    ["bsdsocket.reader"] = "lua/bsdsocket/reader.lua",
   },
 }
