@@ -669,7 +669,11 @@ static int op_recvall(lua_State *L, int status, lua_KContext ctx) {
       return 4;
     }
     if (errno == EINTR) continue;
-    if (errno != EAGAIN && errno != EWOULDBLOCK) return sockerror(L, s, "recvall", errno);
+    if (errno != EAGAIN && errno != EWOULDBLOCK) {  /* the bytes read so far are not lost */
+      sockerror(L, s, "recvall", errno);
+      lua_pushlstring(L, (const char *)lua_touserdata(L, 3), got);
+      return 4;
+    }
     {
       int r = notready(L, s, "recvall", waitready(L, s, mode, BSD_WANT_READ, &deadline,
                                                   (lua_KContext)got, op_recvall));
