@@ -239,6 +239,18 @@ int bsd_addrerror(lua_State *L, const char *call, const bsd_addr *a, int err) {
 
 /* ---- creation ---- */
 
+/* Out of descriptors (EMFILE/ENFILE): sockets the script forgot may hold
+** them until the collector runs, which knows nothing of descriptors; so
+** collect once (their __gc closes them) and tell the caller to retry.
+** errno is kept for a caller that does not retry. */
+static int outoffds(lua_State *L) {
+  int err = errno;
+  if (err != EMFILE && err != ENFILE) return 0;
+  lua_gc(L, LUA_GCCOLLECT);
+  errno = err;
+  return 1;
+}
+
 static int sock_socket(lua_State *L) {
   int family = bsd_checkint(L, 1);
   int type = bsd_checkint(L, 2);
@@ -246,6 +258,7 @@ static int sock_socket(lua_State *L) {
   int nonblock = (type & SOCK_NONBLOCK) != 0;
   int fd = socket(family, type | SOCK_CLOEXEC, protocol);
   bsd_socket *s;
+  if (fd < 0 && outoffds(L)) fd = socket(family, type | SOCK_CLOEXEC, protocol);
   if (fd < 0) return bsd_pusherror(L, "socket", NULL, errno);
   s = bsd_newsocket(L, fd, family, type & ~(SOCK_NONBLOCK | SOCK_CLOEXEC), protocol);
   if (nonblock) {
@@ -260,7 +273,8 @@ static int sock_socketpair(lua_State *L) {
   int type = bsd_optint(L, 2, SOCK_STREAM);
   int protocol = bsd_optint(L, 3, 0);
   int fds[2];
-  if (socketpair(family, type | SOCK_CLOEXEC, protocol, fds) < 0)
+  if (socketpair(family, type | SOCK_CLOEXEC, protocol, fds) < 0
+      && (!outoffds(L) || socketpair(family, type | SOCK_CLOEXEC, protocol, fds) < 0))
     return bsd_pusherror(L, "socketpair", NULL, errno);
   type &= ~(SOCK_NONBLOCK | SOCK_CLOEXEC);
   bsd_newsocket(L, fds[0], family, type, protocol);
@@ -378,7 +392,7 @@ static int op_accept(lua_State *L, int status, lua_KContext ctx) {
   double deadline = -1;
   struct sockaddr_storage ss;
   socklen_t len;
-  int fd;
+  int fd, collected = 0;
   if (resumedlate(L, status, (int)ctx, &deadline)) return sockerror(L, s, "accept", ETIMEDOUT);
   for (;;) {
     int r;
@@ -386,6 +400,7 @@ static int op_accept(lua_State *L, int status, lua_KContext ctx) {
     fd = accept4(s->fd, (struct sockaddr *)&ss, &len, SOCK_CLOEXEC);
     if (fd >= 0) break;
     if (errno == EINTR || errno == ECONNABORTED) continue;
+    if (!collected && (collected = outoffds(L)) != 0) continue;
     if (errno != EAGAIN && errno != EWOULDBLOCK) return sockerror(L, s, "accept", errno);
     r = notready(L, s, "accept", waitready(L, s, mode, BSD_WANT_READ, &deadline, ctx, op_accept));
     if (r != -2) return r;
