@@ -417,7 +417,7 @@ static int buildbatch(lua_State *L, bsd_socket *s, int list, size_t first, size_
                        bsd_addr *addrs) {
   size_t i;
   for (i = 0; i < n; i++) {
-    lua_Integer k = (lua_Integer)(first + i + 1);
+    lua_Integer k = (lua_Integer)first + (lua_Integer)i + 1;
     const bsd_addr *to = def;
     memset(&m[i], 0, sizeof m[i]);
     switch (lua_rawgeti(L, list, k)) {
@@ -509,7 +509,7 @@ static int op_sendmmsg(lua_State *L, int status, lua_KContext ctx) {
       }
       if (r < 0 && errno == EINTR) continue;
       if (sent + done > 0) {   /* report what went; the error comes again next call */
-        lua_pushinteger(L, (lua_Integer)(sent + done));
+        lua_pushinteger(L, (lua_Integer)sent + (lua_Integer)done);
         return 1;
       }
       if (r < 0 && errno != EAGAIN && errno != EWOULDBLOCK)

@@ -297,7 +297,10 @@ int bsd_getsockopt(lua_State *L) {
   if (getsockopt(s->fd, level, name, &v, &len) < 0)
     return bsd_pusherror(L, "getsockopt", NULL, errno);
   /* some Linux options answer with a single byte */
-  if ((o->type == OPT_BOOL || o->type == OPT_INT) && len == 1) v.i = (unsigned char)v.raw[0];
+  if ((o->type == OPT_BOOL || o->type == OPT_INT) && len == 1) {
+    unsigned char b = (unsigned char)v.raw[0];  /* read, then store: no overlapping union access */
+    v.i = b;
+  }
   pushvalue(L, o->type, &v);
   return 1;
 }

@@ -66,9 +66,11 @@ typedef char bsd_epoll_bits_are_poll_bits[
 #define MIN_EVENTS 64
 #define MAX_EVENTS 4096   /* events taken per epoll_wait */
 
+/* the members are used by the poll(2) backend only (cppcheck, checking the
+** epoll configuration, sees them unused) */
 typedef struct pslot {      /* poll(2) backend: one registration */
-  int fd;
-  unsigned events;          /* EV_WANT bits and EV_ONESHOT */
+  int fd;                   /* cppcheck-suppress unusedStructMember */
+  unsigned events;          /* cppcheck-suppress unusedStructMember */
 } pslot;
 
 typedef struct bsd_poller {
