@@ -8,57 +8,7 @@
 local S = require "bsdsocket"
 local net = require "helpers.net"
 
-local function readfile(path)
-  local f = io.open(path)
-  if not f then return nil end
-  local t = f:read("a")
-  f:close()
-  return t
-end
-
--- A child lua5.4 with extra environment (e.g. LD_PRELOAD) in front of the
--- usual one; like net.spawn, its first output line is its pid.
-local function spawn_env(env, code, seconds)
-  local d = net.tmpdir()
-  local script, outfile, donefile = d:path("child.lua"), d:path("out"), d:path("done")
-  local f = assert(io.open(script, "w"))
-  f:write("do local s = io.open('/proc/self/stat') io.write(s:read('a'):match('^%d+'), '\\n') "
-    .. "io.flush() s:close() end\n", code)
-  f:close()
-  os.execute("(" .. env .. " " .. net.childenv() .. " timeout " .. (seconds or 20) .. " lua5.4 "
-    .. net.shquote(script) .. " > " .. net.shquote(outfile) .. " 2>&1; echo $? > "
-    .. net.shquote(donefile) .. ") &")
-  local h = {}
-  local deadline = S.monotime() + 5
-  repeat
-    h.pid = tonumber((readfile(outfile) or ""):match("^(%d+)\n"))
-    if not h.pid then net.sleep(0.02) end
-  until h.pid or S.monotime() > deadline
-  function h.output() return ((readfile(outfile) or ""):gsub("^%d+\n", "", 1)) end
-  function h.status()
-    local t = readfile(donefile)
-    return t and t:find("\n") and tonumber(t:match("%d+")) or nil
-  end
-  function h.wait(_, s)
-    local limit = S.monotime() + (s or 10)
-    while not h.status() and S.monotime() < limit do net.sleep(0.02) end
-    return h.status()
-  end
-  function h.signal(_, sig) os.execute("kill -" .. sig .. " " .. h.pid .. " 2>/dev/null") end
-  function h.state()   -- the process state letter of /proc/PID/stat
-    local t = readfile("/proc/" .. h.pid .. "/stat")
-    return t and t:match("^%d+ %b() (%a)")
-  end
-  function h.cleanup()
-    if d.dir then
-      if not h.status() then h:signal("KILL") end
-      h:wait(5)
-      d:remove()
-    end
-  end
-  assert(h.pid, "child did not start")
-  return h
-end
+local spawn_env = require("helpers.child").spawn
 
 -- waits until the child printed `what`; true if it did within s seconds
 local function await(h, what, s)
