@@ -16,6 +16,7 @@
 
 bsd_addr *bsd_newaddr(lua_State *L, const struct sockaddr *sa, socklen_t len) {
   bsd_addr *a = (bsd_addr *)lua_newuserdatauv(L, sizeof(bsd_addr), 0);
+  a->tag = BSD_ADDR_TAG;
   if (len > (socklen_t)sizeof(a->ss)) len = (socklen_t)sizeof(a->ss);
   memset(&a->ss, 0, sizeof(a->ss));
   memcpy(&a->ss, sa, len);
@@ -24,7 +25,12 @@ bsd_addr *bsd_newaddr(lua_State *L, const struct sockaddr *sa, socklen_t len) {
   return a;
 }
 
+/* sendto(data, addr) runs once per datagram: a tagged userdata of our size
+** can only come from bsd_newaddr (Lua code cannot fill userdata), which
+** spares the registry lookup by name; anything else takes luaL_testudata. */
 bsd_addr *bsd_testaddr(lua_State *L, int idx) {
+  bsd_addr *a = (bsd_addr *)lua_touserdata(L, idx);
+  if (a && a->tag == BSD_ADDR_TAG && lua_rawlen(L, idx) == sizeof(bsd_addr)) return a;
   return (bsd_addr *)luaL_testudata(L, idx, BSD_ADDR_MT);
 }
 
@@ -110,7 +116,7 @@ int bsd_getaddrarg(lua_State *L, int idx, int family, int socktype,
   int port;
   size_t len;
   if (a) {
-    memcpy(&out->ss, &a->ss, sizeof(out->ss));
+    memcpy(&out->ss, &a->ss, a->len);
     out->len = a->len;
     return 1;
   }

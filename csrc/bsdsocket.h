@@ -20,6 +20,8 @@
 /* registry key of the weak table whose keys are the coroutines run by
 ** bsdsocket.loop; a socket call that would block inside one of them yields */
 #define BSD_TASKS_KEY "bsdsocket.tasks"
+/* ... also kept under this address, for the lookup on every call in a task */
+extern const char bsd_taskskey;
 
 /* wait-for events, as the loop sees them in a yield */
 #define BSD_WANT_READ  1
@@ -39,7 +41,11 @@ typedef struct bsd_socket {
   int want;          /* BSD_WANT_* of the last call that would have blocked */
 } bsd_socket;
 
+/* marks a bsd_addr (see bsd_testaddr in addr.c) */
+#define BSD_ADDR_TAG 0x62736461  /* "bsda" */
+
 typedef struct bsd_addr {
+  int tag;           /* BSD_ADDR_TAG */
   socklen_t len;
   struct sockaddr_storage ss;
 } bsd_addr;

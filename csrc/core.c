@@ -132,6 +132,8 @@ LUAMOD_API int luaopen_bsdsocket_core(lua_State *L) {
   lua_setfield(L, -2, "__mode");
   lua_setmetatable(L, -2);
   lua_pushvalue(L, -1);
+  lua_pushvalue(L, -1);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &bsd_taskskey);
   lua_setfield(L, LUA_REGISTRYINDEX, BSD_TASKS_KEY);
   lua_setfield(L, -2, "_tasks");
   return 1;

@@ -21,11 +21,15 @@
 
 /* recv never reads more than this per call, so recv(huge) allocates no more */
 #define RECV_MAX (1 << 20)
-/* reads up to this size go through the C stack, not a luaL_Buffer box */
+/* reads up to this size go through the C stack, larger ones through scratch() */
 #define RECV_SMALL 4096
 #define ADDRSTR_SIZE (sizeof(struct sockaddr_un) + 16)
 
 enum { MODE_BLOCK, MODE_POLL, MODE_NOWAIT, MODE_TASK };
+
+/* registry keys: only their addresses matter */
+const char bsd_taskskey = 't';
+static const char scratchkey = 's';
 
 /* ---- objects ---- */
 
@@ -146,7 +150,7 @@ static int addrerror(lua_State *L, const char *call, const bsd_addr *a, int err)
 static int intask(lua_State *L) {
   int found;
   if (!lua_isyieldable(L)) return 0;
-  lua_getfield(L, LUA_REGISTRYINDEX, BSD_TASKS_KEY);
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &bsd_taskskey);
   lua_pushthread(L);
   found = lua_rawget(L, -2) != LUA_TNIL;
   lua_pop(L, 2);
@@ -587,6 +591,22 @@ static size_t checkmaxbytes(lua_State *L, int arg) {
 }
 
 /* recv and recvfrom share this: from is NULL for recv */
+/* Reads over RECV_SMALL land in one buffer per Lua state (kept in the
+** registry, grown on demand up to RECV_MAX), and only the bytes received
+** are copied into the string: no allocation of maxbytes per call, none at
+** all for a call that finds nothing to read. */
+static char *scratch(lua_State *L, size_t size) {
+  char *p;
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &scratchkey);
+  p = (char *)lua_touserdata(L, -1);
+  if (!p || lua_rawlen(L, -1) < size) {
+    p = (char *)lua_newuserdatauv(L, size < 65536 ? 65536 : size, 0);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &scratchkey);
+  }
+  lua_pop(L, 1);  /* the registry keeps it alive */
+  return p;
+}
+
 static int recvinto(lua_State *L, lua_KContext ctx, lua_KFunction k, double deadline,
                     const char *call, struct sockaddr_storage *from, socklen_t *fromlen) {
   bsd_socket *s = checkself(L);
@@ -594,8 +614,7 @@ static int recvinto(lua_State *L, lua_KContext ctx, lua_KFunction k, double dead
   int flags = lua_gettop(L) == 2 ? 0 : bsd_optint(L, 3, 0);
   int mode = callmode(L, s);
   char small[RECV_SMALL];
-  luaL_Buffer b;
-  char *p = max <= sizeof small ? small : luaL_buffinitsize(L, &b, max);
+  char *p = max <= sizeof small ? small : scratch(L, max);
   for (;;) {
     ssize_t n;
     int r;
@@ -604,8 +623,7 @@ static int recvinto(lua_State *L, lua_KContext ctx, lua_KFunction k, double dead
              : recv(s->fd, p, max, flags);
     if (n >= 0) {
       if ((size_t)n > max) n = (ssize_t)max;  /* MSG_TRUNC reports the real length */
-      if (p == small) lua_pushlstring(L, p, (size_t)n);
-      else luaL_pushresultsize(&b, (size_t)n);
+      lua_pushlstring(L, p, (size_t)n);
       return -2;
     }
     if (errno == EINTR) continue;
