@@ -30,7 +30,8 @@ bsd_addr *bsd_newaddr(lua_State *L, const struct sockaddr *sa, socklen_t len) {
 ** spares the registry lookup by name; anything else takes luaL_testudata. */
 bsd_addr *bsd_testaddr(lua_State *L, int idx) {
   bsd_addr *a = (bsd_addr *)lua_touserdata(L, idx);
-  if (a && a->tag == BSD_ADDR_TAG && lua_rawlen(L, idx) == sizeof(bsd_addr)) return a;
+  /* size first: a smaller userdata must not have its first bytes read */
+  if (a && lua_rawlen(L, idx) == sizeof(bsd_addr) && a->tag == BSD_ADDR_TAG) return a;
   return (bsd_addr *)luaL_testudata(L, idx, BSD_ADDR_MT);
 }
 
