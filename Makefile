@@ -58,13 +58,14 @@ SAN_FLAGS = -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-r
 # Only lua5.4 processes get the runtime: build-san/bin/lua5.4 (first in PATH,
 # so child lua5.4 processes of the specs use it too) preloads libasan and
 # .ci/unpreload.c, which drops LD_PRELOAD again, so curl, python3 and the
-# shell run without ASan (curl deadlocks under it).
+# shell run without ASan (curl deadlocks under it). exec -a keeps argv[0] on
+# the wrapper, so an example that re-runs arg[-1] gets the runtime too.
 REAL_LUA := $(shell command -v $(LUA))
 sanitize:
 	$(MAKE) BUILD=build-san OPT="-O1" CFLAGS="$(SAN_FLAGS)" LDFLAGS="$(SAN_FLAGS)" build-san/bsdsocket/core.so
 	@mkdir -p build-san/bin
 	$(CC) -shared -fPIC -o build-san/unpreload.so .ci/unpreload.c
-	printf '#!/bin/sh\nLD_PRELOAD="%s:%s$${LD_PRELOAD:+:$$LD_PRELOAD}" exec %s "$$@"\n' \
+	printf '#!/bin/bash\nLD_PRELOAD="%s:%s$${LD_PRELOAD:+:$$LD_PRELOAD}" exec -a "$$0" %s "$$@"\n' \
 	  "$$($(CC) -print-file-name=libasan.so)" "$(abspath build-san/unpreload.so)" "$(REAL_LUA)" \
 	  > build-san/bin/$(notdir $(LUA))
 	chmod +x build-san/bin/$(notdir $(LUA))
