@@ -24,6 +24,7 @@
 #define MAX_ANCILLARY 65536
 #define MMSG_MAX 1024                 /* UIO_MAXIOV: messages per system call */
 #define SCRATCH_KEEP (4 << 20)        /* recvmmsg keeps a scratch up to this size */
+#define MMSG_BYTES (16 << 20)         /* recvmmsg's data buffers per call, at most */
 #define FDGUARD_MT "bsdsocket.fdguard"
 #ifndef MSG_CMSG_CLOEXEC
 #define MSG_CMSG_CLOEXEC 0            /* then received descriptors are not close-on-exec */
@@ -549,6 +550,9 @@ static int op_recvmmsg(lua_State *L, int status, lua_KContext ctx) {
   if (late) return bsd_sockerror(L, s, "recvmmsg", ETIMEDOUT);
   mode = bsd_callmode(L, s);
   per = sizeof *m + sizeof *iov + sizeof *from;
+  /* a batch fills at most MMSG_BYTES of buffers: fewer datagrams per call
+  ** (recvmmsg may always return fewer) rather than count * maxbytes */
+  if ((size_t)count * max > MMSG_BYTES) count = max >= MMSG_BYTES ? 1 : (lua_Integer)(MMSG_BYTES / max);
   need = (size_t)count * (per + max);
   lua_pushvalue(L, lua_upvalueindex(1));
   if (lua_rawlen(L, -1) < need) {
