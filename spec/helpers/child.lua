@@ -6,13 +6,7 @@ local net = require "helpers.net"
 
 local M = {}
 
-local function readfile(path)
-  local f = io.open(path)
-  if not f then return nil end
-  local t = f:read("a")
-  f:close()
-  return t
-end
+local readfile = net.readfile
 M.readfile = readfile
 
 -- A child lua5.4 with `prefix` (shell text: "LD_PRELOAD=/x.so", or

@@ -160,6 +160,7 @@ local function readfile(path)
   f:close()
   return t
 end
+M.readfile = readfile
 
 -- Runs Lua code in a child `lua5.4` with the module on its path, killed
 -- after `seconds` (default 10). Returns the child's output (stdout and
