@@ -563,7 +563,7 @@ static int op_sendto(lua_State *L, int status, lua_KContext ctx) {
   bsd_addr a;
   if (resumedlate(L, status, (int)ctx, &deadline)) return sockerror(L, s, "sendto", ETIMEDOUT);
   if ((used = bsd_getaddrarg(L, 3, s->family, s->type, "sendto", &a)) == 0) return 3;
-  flags = bsd_optint(L, 3 + used, 0) | MSG_NOSIGNAL;
+  flags = (lua_gettop(L) < 3 + used ? 0 : bsd_optint(L, 3 + used, 0)) | MSG_NOSIGNAL;
   for (;;) {
     ssize_t n = sendto(s->fd, data, len, flags, (struct sockaddr *)&a.ss, a.len);
     int r;
