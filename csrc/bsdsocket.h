@@ -13,6 +13,12 @@
 #include "lua.h"
 #include "lauxlib.h"
 
+/* Internal functions are hidden: only luaopen_bsdsocket_core is exported,
+** and calls between the sources stay direct (no PLT) and inlinable. */
+#if defined(__GNUC__)
+#pragma GCC visibility push(hidden)
+#endif
+
 #define BSD_SOCKET_MT "bsdsocket.socket"
 #define BSD_ADDR_MT   "bsdsocket.addr"
 #define BSD_POLLER_MT "bsdsocket.poller"
@@ -112,5 +118,9 @@ void bsd_open_constants(lua_State *L);
 
 /* poller.c (may be absent in early builds) */
 void bsd_open_poller(lua_State *L);
+
+#if defined(__GNUC__)
+#pragma GCC visibility pop
+#endif
 
 #endif

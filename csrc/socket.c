@@ -137,11 +137,11 @@ static const char *endtext(lua_State *L, bsd_socket *s) {
   return NULL;
 }
 
-static int sockerror(lua_State *L, bsd_socket *s, const char *call, int err) {
+int bsd_sockerror(lua_State *L, bsd_socket *s, const char *call, int err) {
   return bsd_pusherror(L, call, endtext(L, s), err);
 }
 
-static int addrerror(lua_State *L, const char *call, const bsd_addr *a, int err) {
+int bsd_addrerror(lua_State *L, const char *call, const bsd_addr *a, int err) {
   return bsd_pusherror(L, call, addrtext(L, (const struct sockaddr *)&a->ss, a->len), err);
 }
 
@@ -157,7 +157,7 @@ static int intask(lua_State *L) {
   return found;
 }
 
-static int callmode(lua_State *L, bsd_socket *s) {
+int bsd_callmode(lua_State *L, bsd_socket *s) {
   if (s->timeout == 0) return MODE_NOWAIT;
   if (intask(L)) {
     setfdmode(s, 1);
@@ -171,7 +171,7 @@ static int callmode(lua_State *L, bsd_socket *s) {
 ** what the yield left, recover the call's deadline (kept on the stack under
 ** the yielded values, so a spurious wake-up does not extend it) and tell
 ** whether the scheduler said the deadline passed. */
-static int resumedlate(lua_State *L, int status, int nargs, double *deadline) {
+int bsd_resumedlate(lua_State *L, int status, int nargs, double *deadline) {
   int late = 0;
   if (status == LUA_YIELD) {
     late = !lua_toboolean(L, -1);
@@ -185,7 +185,7 @@ static int resumedlate(lua_State *L, int status, int nargs, double *deadline) {
 ** the call), 0 when the deadline passed (ETIMEDOUT), -1 for a non-blocking
 ** socket (EAGAIN). In a task it yields to the loop and does not return:
 ** the loop resumes k, which retries. */
-static int waitready(lua_State *L, bsd_socket *s, int mode, int want,
+int bsd_waitready(lua_State *L, bsd_socket *s, int mode, int want,
                      double *deadline, lua_KContext ctx, lua_KFunction k) {
   s->want = want;
   if (mode == MODE_NOWAIT) return -1;
@@ -219,30 +219,11 @@ static int waitready(lua_State *L, bsd_socket *s, int mode, int want,
 }
 
 /* Maps waitready's verdict to a result: retry (-2) or an error pushed. */
-static int notready(lua_State *L, bsd_socket *s, const char *call, int verdict) {
+int bsd_notready(lua_State *L, bsd_socket *s, const char *call, int verdict) {
   if (verdict == 1) return -2;
-  return sockerror(L, s, call, verdict == 0 ? ETIMEDOUT : EAGAIN);
+  return bsd_sockerror(L, s, call, verdict == 0 ? ETIMEDOUT : EAGAIN);
 }
 
-/* The waiting machinery and peer-naming errors, for the other sources
-** (msg.c): the same functions, under their exported names. */
-int bsd_callmode(lua_State *L, bsd_socket *s) { return callmode(L, s); }
-int bsd_resumedlate(lua_State *L, int status, int nargs, double *deadline) {
-  return resumedlate(L, status, nargs, deadline);
-}
-int bsd_waitready(lua_State *L, bsd_socket *s, int mode, int want,
-                  double *deadline, lua_KContext ctx, lua_KFunction k) {
-  return waitready(L, s, mode, want, deadline, ctx, k);
-}
-int bsd_notready(lua_State *L, bsd_socket *s, const char *call, int verdict) {
-  return notready(L, s, call, verdict);
-}
-int bsd_sockerror(lua_State *L, bsd_socket *s, const char *call, int err) {
-  return sockerror(L, s, call, err);
-}
-int bsd_addrerror(lua_State *L, const char *call, const bsd_addr *a, int err) {
-  return addrerror(L, call, a, err);
-}
 
 /* ---- creation ---- */
 
@@ -360,7 +341,7 @@ static int sock_bind(lua_State *L) {
   bsd_addr a;
   if (bsd_getaddrarg(L, 2, s->family, s->type, "bind", &a) == 0) return 3;
   if (bind(s->fd, (struct sockaddr *)&a.ss, a.len) < 0)
-    return addrerror(L, "bind", &a, errno);
+    return bsd_addrerror(L, "bind", &a, errno);
   lua_pushboolean(L, 1);
   return 1;
 }
@@ -368,7 +349,7 @@ static int sock_bind(lua_State *L) {
 static int sock_listen(lua_State *L) {
   bsd_socket *s = checkself(L);
   int backlog = bsd_optint(L, 2, SOMAXCONN);
-  if (listen(s->fd, backlog) < 0) return sockerror(L, s, "listen", errno);
+  if (listen(s->fd, backlog) < 0) return bsd_sockerror(L, s, "listen", errno);
   lua_pushboolean(L, 1);
   return 1;
 }
@@ -378,7 +359,7 @@ static int pushname(lua_State *L, bsd_socket *s, int peer) {
   socklen_t len = sizeof ss;
   int r = peer ? getpeername(s->fd, (struct sockaddr *)&ss, &len)
                : getsockname(s->fd, (struct sockaddr *)&ss, &len);
-  if (r < 0) return sockerror(L, s, peer ? "getpeername" : "getsockname", errno);
+  if (r < 0) return bsd_sockerror(L, s, peer ? "getpeername" : "getsockname", errno);
   bsd_newaddr(L, (struct sockaddr *)&ss, len);
   return 1;
 }
@@ -395,12 +376,12 @@ static int sock_getpeername(lua_State *L) {
 
 static int op_accept(lua_State *L, int status, lua_KContext ctx) {
   bsd_socket *s = checkself(L);
-  int mode = callmode(L, s);
+  int mode = bsd_callmode(L, s);
   double deadline = -1;
   struct sockaddr_storage ss;
   socklen_t len;
   int fd, collected = 0;
-  if (resumedlate(L, status, (int)ctx, &deadline)) return sockerror(L, s, "accept", ETIMEDOUT);
+  if (bsd_resumedlate(L, status, (int)ctx, &deadline)) return bsd_sockerror(L, s, "accept", ETIMEDOUT);
   for (;;) {
     int r;
     len = sizeof ss;
@@ -408,8 +389,8 @@ static int op_accept(lua_State *L, int status, lua_KContext ctx) {
     if (fd >= 0) break;
     if (errno == EINTR || errno == ECONNABORTED) continue;
     if (!collected && (collected = outoffds(L)) != 0) continue;
-    if (errno != EAGAIN && errno != EWOULDBLOCK) return sockerror(L, s, "accept", errno);
-    r = notready(L, s, "accept", waitready(L, s, mode, BSD_WANT_READ, &deadline, ctx, op_accept));
+    if (errno != EAGAIN && errno != EWOULDBLOCK) return bsd_sockerror(L, s, "accept", errno);
+    r = bsd_notready(L, s, "accept", bsd_waitready(L, s, mode, BSD_WANT_READ, &deadline, ctx, op_accept));
     if (r != -2) return r;
   }
   bsd_newsocket(L, fd, s->family, s->type, s->protocol);
@@ -429,7 +410,7 @@ static int connectresult(lua_State *L, bsd_socket *s, int err) {
   }
   /* name the peer we tried, which getpeername cannot tell */
   if (bsd_getaddrarg(L, 2, s->family, s->type, "connect", &a) == 0) return 3;
-  return addrerror(L, "connect", &a, err);
+  return bsd_addrerror(L, "connect", &a, err);
 }
 
 /* ctx: argument count, plus CONNECTING once the connect is under way (the
@@ -438,23 +419,23 @@ static int connectresult(lua_State *L, bsd_socket *s, int err) {
 
 static int op_connect(lua_State *L, int status, lua_KContext ctx) {
   bsd_socket *s = checkself(L);
-  int argc = (int)(ctx & 0xFFFF), mode = callmode(L, s), wait;
+  int argc = (int)(ctx & 0xFFFF), mode = bsd_callmode(L, s), wait;
   double deadline = -1;
   bsd_addr a;
-  if (resumedlate(L, status, argc, &deadline)) return connectresult(L, s, ETIMEDOUT);
+  if (bsd_resumedlate(L, status, argc, &deadline)) return connectresult(L, s, ETIMEDOUT);
   if (!(ctx & CONNECTING)) {
     if (bsd_getaddrarg(L, 2, s->family, s->type, "connect", &a) == 0) return 3;
     if (connect(s->fd, (struct sockaddr *)&a.ss, a.len) == 0) return connectresult(L, s, 0);
     if (errno != EINPROGRESS && errno != EINTR && errno != EAGAIN)
-      return addrerror(L, "connect", &a, errno);
-    if (mode == MODE_NOWAIT) return addrerror(L, "connect", &a, EINPROGRESS);
+      return bsd_addrerror(L, "connect", &a, errno);
+    if (mode == MODE_NOWAIT) return bsd_addrerror(L, "connect", &a, EINPROGRESS);
     ctx |= CONNECTING;
   }
   /* resumed by the loop: the socket is writable, so the outcome is known */
   for (wait = status == LUA_YIELD ? 0 : 1;; wait = 1) {
     int err = 0;
     socklen_t len = sizeof err;
-    if (wait && waitready(L, s, mode == MODE_BLOCK ? MODE_POLL : mode, BSD_WANT_WRITE,
+    if (wait && bsd_waitready(L, s, mode == MODE_BLOCK ? MODE_POLL : mode, BSD_WANT_WRITE,
                           &deadline, ctx, op_connect) == 0)
       return connectresult(L, s, ETIMEDOUT);
     if (getsockopt(s->fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0) err = errno;
@@ -483,9 +464,9 @@ static int op_send(lua_State *L, int status, lua_KContext ctx) {
   bsd_socket *s = checkself(L);
   size_t len, i, j;
   const char *data = checkdata(L, 2, &len);
-  int flags, mode = callmode(L, s);
+  int flags, mode = bsd_callmode(L, s);
   double deadline = -1;
-  if (resumedlate(L, status, (int)ctx, &deadline)) return sockerror(L, s, "send", ETIMEDOUT);
+  if (bsd_resumedlate(L, status, (int)ctx, &deadline)) return bsd_sockerror(L, s, "send", ETIMEDOUT);
   if (lua_gettop(L) == 2) {  /* the common send(data) */
     flags = MSG_NOSIGNAL;
     i = 1;
@@ -507,8 +488,8 @@ static int op_send(lua_State *L, int status, lua_KContext ctx) {
       return 1;
     }
     if (errno == EINTR) continue;
-    if (errno != EAGAIN && errno != EWOULDBLOCK) return sockerror(L, s, "send", errno);
-    r = notready(L, s, "send", waitready(L, s, mode, BSD_WANT_WRITE, &deadline, ctx, op_send));
+    if (errno != EAGAIN && errno != EWOULDBLOCK) return bsd_sockerror(L, s, "send", errno);
+    r = bsd_notready(L, s, "send", bsd_waitready(L, s, mode, BSD_WANT_WRITE, &deadline, ctx, op_send));
     if (r != -2) return r;
   }
 }
@@ -522,10 +503,10 @@ static int op_sendall(lua_State *L, int status, lua_KContext ctx) {
   bsd_socket *s = checkself(L);
   size_t len, sent = (size_t)ctx;
   const char *data = checkdata(L, 2, &len);
-  int mode = callmode(L, s);
+  int mode = bsd_callmode(L, s);
   double deadline = -1;
-  if (resumedlate(L, status, 2, &deadline)) {
-    sockerror(L, s, "sendall", ETIMEDOUT);
+  if (bsd_resumedlate(L, status, 2, &deadline)) {
+    bsd_sockerror(L, s, "sendall", ETIMEDOUT);
     lua_pushinteger(L, (lua_Integer)sent);
     return 4;
   }
@@ -538,9 +519,9 @@ static int op_sendall(lua_State *L, int status, lua_KContext ctx) {
       continue;
     }
     if (errno == EINTR) continue;
-    if (errno != EAGAIN && errno != EWOULDBLOCK) r = sockerror(L, s, "sendall", errno);
-    else r = notready(L, s, "sendall",
-                      waitready(L, s, mode, BSD_WANT_WRITE, &deadline, (lua_KContext)sent, op_sendall));
+    if (errno != EAGAIN && errno != EWOULDBLOCK) r = bsd_sockerror(L, s, "sendall", errno);
+    else r = bsd_notready(L, s, "sendall",
+                      bsd_waitready(L, s, mode, BSD_WANT_WRITE, &deadline, (lua_KContext)sent, op_sendall));
     if (r == -2) continue;
     lua_pushinteger(L, (lua_Integer)sent);
     return r + 1;
@@ -558,10 +539,10 @@ static int op_sendto(lua_State *L, int status, lua_KContext ctx) {
   bsd_socket *s = checkself(L);
   size_t len;
   const char *data = checkdata(L, 2, &len);
-  int mode = callmode(L, s), used, flags;
+  int mode = bsd_callmode(L, s), used, flags;
   double deadline = -1;
   bsd_addr a;
-  if (resumedlate(L, status, (int)ctx, &deadline)) return sockerror(L, s, "sendto", ETIMEDOUT);
+  if (bsd_resumedlate(L, status, (int)ctx, &deadline)) return bsd_sockerror(L, s, "sendto", ETIMEDOUT);
   if ((used = bsd_getaddrarg(L, 3, s->family, s->type, "sendto", &a)) == 0) return 3;
   flags = (lua_gettop(L) < 3 + used ? 0 : bsd_optint(L, 3 + used, 0)) | MSG_NOSIGNAL;
   for (;;) {
@@ -572,8 +553,8 @@ static int op_sendto(lua_State *L, int status, lua_KContext ctx) {
       return 1;
     }
     if (errno == EINTR) continue;
-    if (errno != EAGAIN && errno != EWOULDBLOCK) return addrerror(L, "sendto", &a, errno);
-    r = notready(L, s, "sendto", waitready(L, s, mode, BSD_WANT_WRITE, &deadline, ctx, op_sendto));
+    if (errno != EAGAIN && errno != EWOULDBLOCK) return bsd_addrerror(L, "sendto", &a, errno);
+    r = bsd_notready(L, s, "sendto", bsd_waitready(L, s, mode, BSD_WANT_WRITE, &deadline, ctx, op_sendto));
     if (r != -2) return r;
   }
 }
@@ -612,7 +593,7 @@ static int recvinto(lua_State *L, lua_KContext ctx, lua_KFunction k, double dead
   bsd_socket *s = checkself(L);
   size_t max = checkmaxbytes(L, 2);
   int flags = lua_gettop(L) == 2 ? 0 : bsd_optint(L, 3, 0);
-  int mode = callmode(L, s);
+  int mode = bsd_callmode(L, s);
   char small[RECV_SMALL];
   char *p = max <= sizeof small ? small : scratch(L, max);
   for (;;) {
@@ -627,8 +608,8 @@ static int recvinto(lua_State *L, lua_KContext ctx, lua_KFunction k, double dead
       return -2;
     }
     if (errno == EINTR) continue;
-    if (errno != EAGAIN && errno != EWOULDBLOCK) return sockerror(L, s, call, errno);
-    r = notready(L, s, call, waitready(L, s, mode, BSD_WANT_READ, &deadline, ctx, k));
+    if (errno != EAGAIN && errno != EWOULDBLOCK) return bsd_sockerror(L, s, call, errno);
+    r = bsd_notready(L, s, call, bsd_waitready(L, s, mode, BSD_WANT_READ, &deadline, ctx, k));
     if (r != -2) return r;
   }
 }
@@ -636,8 +617,8 @@ static int recvinto(lua_State *L, lua_KContext ctx, lua_KFunction k, double dead
 static int op_recv(lua_State *L, int status, lua_KContext ctx) {
   double deadline = -1;
   int r;
-  if (resumedlate(L, status, (int)ctx, &deadline))
-    return sockerror(L, checkself(L), "recv", ETIMEDOUT);
+  if (bsd_resumedlate(L, status, (int)ctx, &deadline))
+    return bsd_sockerror(L, checkself(L), "recv", ETIMEDOUT);
   r = recvinto(L, ctx, op_recv, deadline, "recv", NULL, NULL);
   return r == -2 ? 1 : r;
 }
@@ -651,8 +632,8 @@ static int op_recvfrom(lua_State *L, int status, lua_KContext ctx) {
   socklen_t fromlen;
   double deadline = -1;
   int r;
-  if (resumedlate(L, status, (int)ctx, &deadline))
-    return sockerror(L, checkself(L), "recvfrom", ETIMEDOUT);
+  if (bsd_resumedlate(L, status, (int)ctx, &deadline))
+    return bsd_sockerror(L, checkself(L), "recvfrom", ETIMEDOUT);
   from.ss_family = AF_UNSPEC;  /* a connected stream names no sender: fromlen 0, from unwritten */
   r = recvinto(L, ctx, op_recvfrom, deadline, "recvfrom", &from, &fromlen);
   if (r != -2) return r;
@@ -674,10 +655,10 @@ static int op_recvall(lua_State *L, int status, lua_KContext ctx) {
   bsd_socket *s = checkself(L);
   lua_Integer want = luaL_checkinteger(L, 2);
   size_t got = (size_t)ctx;
-  int mode = callmode(L, s);
+  int mode = bsd_callmode(L, s);
   double deadline = -1;
-  if (resumedlate(L, status, 3, &deadline))
-    return sockerror(L, s, "recvall", ETIMEDOUT);
+  if (bsd_resumedlate(L, status, 3, &deadline))
+    return bsd_sockerror(L, s, "recvall", ETIMEDOUT);
   while (got < (size_t)want) {
     size_t cap = lua_rawlen(L, 3);
     ssize_t n;
@@ -707,12 +688,12 @@ static int op_recvall(lua_State *L, int status, lua_KContext ctx) {
     }
     if (errno == EINTR) continue;
     if (errno != EAGAIN && errno != EWOULDBLOCK) {  /* the bytes read so far are not lost */
-      sockerror(L, s, "recvall", errno);
+      bsd_sockerror(L, s, "recvall", errno);
       lua_pushlstring(L, (const char *)lua_touserdata(L, 3), got);
       return 4;
     }
     {
-      int r = notready(L, s, "recvall", waitready(L, s, mode, BSD_WANT_READ, &deadline,
+      int r = bsd_notready(L, s, "recvall", bsd_waitready(L, s, mode, BSD_WANT_READ, &deadline,
                                                   (lua_KContext)got, op_recvall));
       if (r != -2) {
         lua_pushlstring(L, (const char *)lua_touserdata(L, 3), got);
@@ -749,7 +730,7 @@ static int checkhow(lua_State *L, int arg) {
 
 static int sock_shutdown(lua_State *L) {
   bsd_socket *s = checkself(L);
-  if (shutdown(s->fd, checkhow(L, 2)) < 0) return sockerror(L, s, "shutdown", errno);
+  if (shutdown(s->fd, checkhow(L, 2)) < 0) return bsd_sockerror(L, s, "shutdown", errno);
   lua_pushboolean(L, 1);
   return 1;
 }
