@@ -45,6 +45,13 @@ typedef struct bsd_socket {
   double timeout;    /* seconds; < 0 means block forever */
   int fd_nonblock;   /* O_NONBLOCK is set on fd */
   int want;          /* BSD_WANT_* of the last call that would have blocked */
+  /* Readiness hint for tasks on TCP sockets (see recvinto in socket.c):
+  ** rdrained says a short read emptied the receive queue, so the next recv
+  ** in a task may wait for the poller without trying; a poller that
+  ** reports the socket readable clears it. urgent: the peer sent MSG_OOB
+  ** data, whose mark can end a read early, so short reads prove nothing. */
+  unsigned char rdrained;
+  unsigned char urgent;
 } bsd_socket;
 
 /* marks a bsd_addr (see bsd_testaddr in addr.c) */

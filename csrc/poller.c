@@ -174,13 +174,17 @@ static int objfd(lua_State *L, int idx) {
 }
 
 /* An object from the table is still the one its descriptor was registered
-** for; false for a socket object that was closed or detached since. */
-static int current(lua_State *L, int idx, int fd) {
+** for; false for a socket object that was closed or detached since. A
+** socket reported readable loses its drained hint (see recvinto). */
+static int current(lua_State *L, int idx, int fd, unsigned revents) {
   bsd_socket *s;
   if (lua_type(L, idx) != LUA_TUSERDATA) return 1;
   s = (bsd_socket *)lua_touserdata(L, idx);
-  if (lua_rawlen(L, idx) == sizeof(bsd_socket) && s->tag == BSD_SOCKET_TAG)
-    return s->fd == fd;
+  if (lua_rawlen(L, idx) == sizeof(bsd_socket) && s->tag == BSD_SOCKET_TAG) {
+    if (s->fd != fd) return 0;
+    if (revents & (POLLIN | POLLPRI | POLLHUP | POLLERR)) s->rdrained = 0;
+    if (revents & POLLPRI) s->urgent = 1;
+  }
   return 1;
 }
 
@@ -257,7 +261,7 @@ static int poller_next(lua_State *L) {
     struct epoll_event *e = &p->ev[p->pos++];
     int fd = e->data.fd;
     if (lua_rawgeti(L, lua_upvalueindex(2), fd) != LUA_TNIL) {
-      if (current(L, -1, fd)) {
+      if (current(L, -1, fd, e->events)) {
         lua_pushinteger(L, (lua_Integer)(e->events & EV_REPORT));
         return 2;
       }
@@ -387,7 +391,7 @@ static int poller_next(lua_State *L) {
       continue;
     }
     if (lua_rawgeti(L, lua_upvalueindex(2), fd) != LUA_TNIL) {
-      if (current(L, -1, fd)) {
+      if (current(L, -1, fd, (unsigned short)r->revents)) {
         lua_pushinteger(L, (lua_Integer)(unsigned short)r->revents);
         return 2;
       }

@@ -25,7 +25,10 @@
 #define RECV_SMALL 4096
 #define ADDRSTR_SIZE (sizeof(struct sockaddr_un) + 16)
 
-enum { MODE_BLOCK, MODE_POLL, MODE_NOWAIT, MODE_TASK };
+/* MODE_LATER: the descriptor is non-blocking already, so the call can be
+** tried before knowing whether a wait would poll or yield (task or not);
+** bsd_waitready decides, on EAGAIN only. */
+enum { MODE_BLOCK, MODE_POLL, MODE_NOWAIT, MODE_TASK, MODE_LATER };
 
 /* registry keys: only their addresses matter */
 const char bsd_taskskey = 't';
@@ -53,6 +56,8 @@ bsd_socket *bsd_newsocket(lua_State *L, int fd, int family, int type, int protoc
   s->timeout = -1;
   s->fd_nonblock = 0;
   s->want = BSD_WANT_READ;
+  s->rdrained = 0;
+  s->urgent = 0;
   luaL_setmetatable(L, BSD_SOCKET_MT);
   return s;
 }
@@ -157,14 +162,22 @@ static int intask(lua_State *L) {
   return found;
 }
 
-int bsd_callmode(lua_State *L, bsd_socket *s) {
-  if (s->timeout == 0) return MODE_NOWAIT;
+static int waitmode(lua_State *L, bsd_socket *s) {
   if (intask(L)) {
     setfdmode(s, 1);
     return MODE_TASK;
   }
   if (s->timeout > 0 || s->fd_nonblock) return MODE_POLL;
   return MODE_BLOCK;
+}
+
+/* How a call that may block will wait. Asking whether the caller is a loop
+** task costs two table lookups, so on a non-blocking descriptor (every
+** socket a task has used) the question waits until the call would block. */
+int bsd_callmode(lua_State *L, bsd_socket *s) {
+  if (s->timeout == 0) return MODE_NOWAIT;
+  if (s->fd_nonblock) return MODE_LATER;
+  return waitmode(L, s);
 }
 
 /* On resumption of a yielded call (the loop resumes with one value): drop
@@ -189,6 +202,7 @@ int bsd_waitready(lua_State *L, bsd_socket *s, int mode, int want,
                      double *deadline, lua_KContext ctx, lua_KFunction k) {
   s->want = want;
   if (mode == MODE_NOWAIT) return -1;
+  if (mode == MODE_LATER) mode = waitmode(L, s);
   if (mode == MODE_TASK) {
     if (s->timeout > 0 && *deadline < 0) *deadline = bsd_monotime() + s->timeout;
     if (*deadline < 0) lua_pushnil(L);
@@ -594,8 +608,20 @@ static int recvinto(lua_State *L, lua_KContext ctx, lua_KFunction k, double dead
   size_t max = checkmaxbytes(L, 2);
   int flags = lua_gettop(L) == 2 ? 0 : bsd_optint(L, 3, 0);
   int mode = bsd_callmode(L, s);
+  int hinted = flags == 0 && s->type == SOCK_STREAM &&
+               (s->family == AF_INET || s->family == AF_INET6);
   char small[RECV_SMALL];
-  char *p = max <= sizeof small ? small : scratch(L, max);
+  char *p;
+  if (hinted && s->rdrained && mode != MODE_NOWAIT && waitmode(L, s) == MODE_TASK) {
+    /* The last read was short: TCP had no more then, and whatever came
+    ** since makes the loop's poller report the socket (edge-triggered: a
+    ** report per arrival, and a report clears rdrained). So a task waits
+    ** for that report instead of a recv that would say EAGAIN; the retry
+    ** after the wake-up does read. */
+    s->rdrained = 0;
+    bsd_waitready(L, s, MODE_TASK, BSD_WANT_READ, &deadline, ctx, k);  /* yields */
+  }
+  p = max <= sizeof small ? small : scratch(L, max);
   for (;;) {
     ssize_t n;
     int r;
@@ -604,6 +630,9 @@ static int recvinto(lua_State *L, lua_KContext ctx, lua_KFunction k, double dead
              : recv(s->fd, p, max, flags);
     if (n >= 0) {
       if ((size_t)n > max) n = (ssize_t)max;  /* MSG_TRUNC reports the real length */
+      /* (not at EOF, which no later report would announce; nor after
+      ** urgent data, whose mark ends a TCP read early) */
+      if (hinted && n > 0 && (size_t)n < max && !s->urgent) s->rdrained = 1;
       lua_pushlstring(L, p, (size_t)n);
       return -2;
     }

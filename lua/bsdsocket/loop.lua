@@ -36,13 +36,19 @@ local SLEEP = setmetatable({}, { __name = "bsdsocket.loop.sleep" })  -- what sle
 local RWAKE = core.POLLIN | core.POLLHUP | core.POLLERR | (core.POLLPRI or 0)
 local WWAKE = core.POLLOUT | core.POLLHUP | core.POLLERR
 local ONESHOT = { "ro", "wo", "rwo" }
+-- epoll: both directions, edge-triggered; POLLPRI too, because a report of
+-- urgent data tells the core that a short read no longer proves the socket
+-- drained (see recvinto in socket.c)
+local EDGE = core.POLLIN | core.POLLOUT | (core.POLLPRI or 0) | (core.EPOLLET or 0)
 
 local poller, edge                      -- created by the first run
 local registered = setmetatable({}, { __mode = "k" })  -- epoll: objects in the poller
 
 -- The tasks waiting for an object: readers[obj] / writers[obj] is the most
--- recent one, nextw[task] the one that waited before it on the same object.
+-- recent one, nextw[task] the one that waited before it on the same object
+-- (nchained counts those links: while it is 0, every object has one waiter).
 local readers, writers, nextw = {}, {}, {}
+local nchained = 0
 
 -- Deadlines: a binary heap in parallel arrays (no table per entry), with
 -- lazy deletion: an entry counts only while until[task] still equals it.
@@ -169,15 +175,18 @@ function wait(co, obj, ev, d)
   local list = ev == 1 and readers or writers
   local prev = list[obj]
   list[obj] = co
-  if prev then nextw[co] = prev end
+  if prev then
+    nextw[co] = prev
+    nchained = nchained + 1
+  end
   if d then settimer(co, d, obj, ev) end
   if edge then
     if not registered[obj] then
-      local ok = poller:add(obj, "rwe")
+      local ok = poller:add(obj, EDGE)
       if not ok then
         -- not pollable (or closed meanwhile): let the call itself retry and report
         list[obj] = prev
-        nextw[co] = nil
+        if prev then nextw[co], nchained = nil, nchained - 1 end
         cleartimer(co)
         return enqueue(co, true)
       end
@@ -187,7 +196,7 @@ function wait(co, obj, ev, d)
     local mask = (readers[obj] and 1 or 0) | (writers[obj] and 2 or 0)
     if not poller:add(obj, ONESHOT[mask]) then
       list[obj] = prev
-      nextw[co] = nil
+      if prev then nextw[co], nchained = nil, nchained - 1 end
       cleartimer(co)
       return enqueue(co, true)
     end
@@ -199,7 +208,7 @@ local function wakeall(list, obj, co)
   list[obj] = nil
   repeat
     local older = nextw[co]
-    if older then nextw[co] = nil end
+    if older then nextw[co], nchained = nil, nchained - 1 end
     if until_[co] ~= nil then cleartimer(co) end
     resume(co, true)
     co = older
@@ -210,15 +219,18 @@ end
 local function unlink(list, obj, co)
   local cur = list[obj]
   if cur == co then
-    list[obj] = nextw[co]
-    nextw[co] = nil
+    local older = nextw[co]
+    list[obj] = older
+    if older then nextw[co], nchained = nil, nchained - 1 end
     return
   end
   while cur do
     local older = nextw[cur]
     if older == co then
-      nextw[cur] = nextw[co]
-      nextw[co] = nil
+      local oldest = nextw[co]
+      nextw[cur] = oldest
+      if oldest then nextw[co] = nil end
+      nchained = nchained - 1
       return
     end
     cur = older
@@ -349,24 +361,44 @@ function M.run(seconds)
   local _ <close> = setmetatable({}, { __close = finish })
   local stopat = seconds and monotime() + seconds
   local p = poller
+  local pwait = p.wait
   while ntasks > 0 do
-    runqueue()
-    if stopping or ntasks == 0 then break end
-    local now = monotime()
-    if hn > 0 then expire(now) end
-    if stopping or ntasks == 0 then break end
-    if stopat and now >= stopat then break end
-    local timeout
     if rhead <= rtail then
-      timeout = 0
-    else
-      while hn > 0 and until_[hco[1]] ~= hd[1] do hpop() end  -- stale tops
-      if hn > 0 then timeout = hd[1] - now end
-      if stopat and (not timeout or stopat - now < timeout) then timeout = stopat - now end
-      if timeout and timeout < 0 then timeout = 0 end
+      runqueue()
+      if stopping or ntasks == 0 then break end
     end
-    for obj, revents in p:wait(timeout) do
-      dispatch(obj, revents)
+    local timeout
+    if hn > 0 or stopat then
+      local now = monotime()
+      if hn > 0 then expire(now) end
+      if stopping or ntasks == 0 then break end
+      if stopat and now >= stopat then break end
+      if rhead > rtail then
+        while hn > 0 and until_[hco[1]] ~= hd[1] do hpop() end  -- stale tops
+        if hn > 0 then timeout = hd[1] - now end
+        if stopat and (not timeout or stopat - now < timeout) then timeout = stopat - now end
+        if timeout and timeout < 0 then timeout = 0 end
+      end
+    end
+    if rhead <= rtail then timeout = 0 end
+    for obj, revents in pwait(p, timeout) do
+      -- The common case first, inline: the only task waiting to read obj,
+      -- with no deadline, which reads and then waits to read obj again
+      -- (it stays readers[obj]: nothing else ran meanwhile to change that).
+      local co = edge and revents & RWAKE ~= 0 and readers[obj]
+      if co and nchained == 0 and (ntimed == 0 or until_[co] == nil) then
+        local ok, what, wobj, ev, d = coresume(co, true)
+        if not (ok and what == WAIT and wobj == obj and ev == 1 and d == nil) then
+          readers[obj] = nil
+          after(co, ok, what, wobj, ev, d)
+        end
+        if revents & WWAKE ~= 0 then
+          co = writers[obj]
+          if co then wakeall(writers, obj, co) end
+        end
+      else
+        dispatch(obj, revents)
+      end
     end
     if stopping then break end
   end
