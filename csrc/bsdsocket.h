@@ -48,10 +48,11 @@ typedef struct bsd_socket {
   /* Readiness hint for tasks on TCP sockets (see recvinto in socket.c):
   ** rdrained says a short read emptied the receive queue, so the next recv
   ** in a task may wait for the poller without trying; a poller that
-  ** reports the socket readable clears it. urgent: the peer sent MSG_OOB
-  ** data, whose mark can end a read early, so short reads prove nothing. */
+  ** reports the socket readable clears it. rsticky: a poller reported
+  ** urgent data (whose mark ends a read early), the peer's close or an
+  ** error, which stay without a new report, so short reads prove nothing. */
   unsigned char rdrained;
-  unsigned char urgent;
+  unsigned char rsticky;
 } bsd_socket;
 
 /* marks a bsd_addr (see bsd_testaddr in addr.c) */

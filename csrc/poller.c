@@ -183,7 +183,7 @@ static int current(lua_State *L, int idx, int fd, unsigned revents) {
   if (lua_rawlen(L, idx) == sizeof(bsd_socket) && s->tag == BSD_SOCKET_TAG) {
     if (s->fd != fd) return 0;
     if (revents & (POLLIN | POLLPRI | POLLHUP | POLLERR)) s->rdrained = 0;
-    if (revents & POLLPRI) s->urgent = 1;
+    if (revents & (POLLPRI | POLLRDHUP | POLLHUP | POLLERR)) s->rsticky = 1;
   }
   return 1;
 }

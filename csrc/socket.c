@@ -57,7 +57,7 @@ bsd_socket *bsd_newsocket(lua_State *L, int fd, int family, int type, int protoc
   s->fd_nonblock = 0;
   s->want = BSD_WANT_READ;
   s->rdrained = 0;
-  s->urgent = 0;
+  s->rsticky = 0;
   luaL_setmetatable(L, BSD_SOCKET_MT);
   return s;
 }
@@ -630,9 +630,9 @@ static int recvinto(lua_State *L, lua_KContext ctx, lua_KFunction k, double dead
              : recv(s->fd, p, max, flags);
     if (n >= 0) {
       if ((size_t)n > max) n = (ssize_t)max;  /* MSG_TRUNC reports the real length */
-      /* (not at EOF, which no later report would announce; nor after
-      ** urgent data, whose mark ends a TCP read early) */
-      if (hinted && n > 0 && (size_t)n < max && !s->urgent) s->rdrained = 1;
+      /* (not at EOF, which no later report would announce again; nor
+      ** once rsticky says a short read may have left something) */
+      if (hinted && n > 0 && (size_t)n < max && !s->rsticky) s->rdrained = 1;
       lua_pushlstring(L, p, (size_t)n);
       return -2;
     }

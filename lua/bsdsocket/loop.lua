@@ -36,10 +36,11 @@ local SLEEP = setmetatable({}, { __name = "bsdsocket.loop.sleep" })  -- what sle
 local RWAKE = core.POLLIN | core.POLLHUP | core.POLLERR | (core.POLLPRI or 0)
 local WWAKE = core.POLLOUT | core.POLLHUP | core.POLLERR
 local ONESHOT = { "ro", "wo", "rwo" }
--- epoll: both directions, edge-triggered; POLLPRI too, because a report of
--- urgent data tells the core that a short read no longer proves the socket
--- drained (see recvinto in socket.c)
-local EDGE = core.POLLIN | core.POLLOUT | (core.POLLPRI or 0) | (core.EPOLLET or 0)
+-- epoll: both directions, edge-triggered; POLLPRI and POLLRDHUP too, because
+-- a report of urgent data or of the peer's close tells the core that a
+-- short read no longer proves the socket drained (see recvinto in socket.c)
+local EDGE = core.POLLIN | core.POLLOUT | (core.POLLPRI or 0) | (core.POLLRDHUP or 0)
+  | (core.EPOLLET or 0)
 
 local poller, edge                      -- created by the first run
 local registered = setmetatable({}, { __mode = "k" })  -- epoll: objects in the poller
