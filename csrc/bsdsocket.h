@@ -29,6 +29,14 @@
 /* ... also kept under this address, for the lookup on every call in a task */
 extern const char bsd_taskskey;
 
+/* Every socket method is a C closure with these upvalues, so the hot paths
+** reach them without a registry lookup (bsd_pushmethodupvalues pushes them;
+** the tasks table must be in the registry under bsd_taskskey by then). */
+#define BSD_UV_TASKS        lua_upvalueindex(1)  /* S._tasks */
+#define BSD_UV_SCRATCH      lua_upvalueindex(2)  /* { read buffer } shared by the methods */
+#define BSD_METHOD_UPVALUES 2
+void bsd_pushmethodupvalues(lua_State *L);
+
 /* wait-for events, as the loop sees them in a yield */
 #define BSD_WANT_READ  1
 #define BSD_WANT_WRITE 2

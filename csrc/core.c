@@ -118,14 +118,9 @@ static const luaL_Reg core_funcs[] = {
 
 LUAMOD_API int luaopen_bsdsocket_core(lua_State *L) {
   luaL_newlib(L, core_funcs);
-  bsd_open_constants(L);
-  bsd_open_errors(L);
-  bsd_open_addr(L);
-  bsd_open_socket(L);
-  bsd_open_msg(L);
-  bsd_open_poller(L);
   /* the coroutines of bsdsocket.loop: weak keys, so a finished task is
-  ** collected without the loop having to unregister it */
+  ** collected without the loop having to unregister it (first: the socket
+  ** methods get it as an upvalue) */
   lua_newtable(L);
   lua_createtable(L, 0, 1);
   lua_pushliteral(L, "k");
@@ -136,5 +131,11 @@ LUAMOD_API int luaopen_bsdsocket_core(lua_State *L) {
   lua_rawsetp(L, LUA_REGISTRYINDEX, &bsd_taskskey);
   lua_setfield(L, LUA_REGISTRYINDEX, BSD_TASKS_KEY);
   lua_setfield(L, -2, "_tasks");
+  bsd_open_constants(L);
+  bsd_open_errors(L);
+  bsd_open_addr(L);
+  bsd_open_socket(L);
+  bsd_open_msg(L);
+  bsd_open_poller(L);
   return 1;
 }

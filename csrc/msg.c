@@ -24,6 +24,7 @@
 #define MAX_ANCILLARY 65536
 #define MMSG_MAX 1024                 /* UIO_MAXIOV: messages per system call */
 #define SCRATCH_KEEP (4 << 20)        /* recvmmsg keeps a scratch up to this size */
+#define MMSG_UV_SCRATCH lua_upvalueindex(BSD_METHOD_UPVALUES + 1)  /* ... in this upvalue */
 #define MMSG_BYTES (16 << 20)         /* recvmmsg's data buffers per call, at most */
 #define FDGUARD_MT "bsdsocket.fdguard"
 #ifndef MSG_CMSG_CLOEXEC
@@ -554,13 +555,13 @@ static int op_recvmmsg(lua_State *L, int status, lua_KContext ctx) {
   ** (recvmmsg may always return fewer) rather than count * maxbytes */
   if ((size_t)count * max > MMSG_BYTES) count = max >= MMSG_BYTES ? 1 : (lua_Integer)(MMSG_BYTES / max);
   need = (size_t)count * (per + max);
-  lua_pushvalue(L, lua_upvalueindex(1));
+  lua_pushvalue(L, MMSG_UV_SCRATCH);
   if (lua_rawlen(L, -1) < need) {
     lua_pop(L, 1);
     lua_newuserdatauv(L, need, 0);
     if (need <= SCRATCH_KEEP) {
       lua_pushvalue(L, -1);
-      lua_replace(L, lua_upvalueindex(1));
+      lua_replace(L, MMSG_UV_SCRATCH);
     }
   }
   scr = lua_gettop(L);   /* on the stack, so it lives through the call */
@@ -640,10 +641,12 @@ void bsd_open_msg(lua_State *L) {
   lua_pop(L, 1);
   luaL_getmetatable(L, BSD_SOCKET_MT);
   lua_getfield(L, -1, "__index");
-  luaL_setfuncs(L, msg_methods, 0);
+  bsd_pushmethodupvalues(L);
+  luaL_setfuncs(L, msg_methods, BSD_METHOD_UPVALUES);
 #if defined(__linux__) && defined(MSG_WAITFORONE)
-  lua_newuserdatauv(L, 0, 0);   /* recvmmsg's scratch, grown on demand */
-  lua_pushcclosure(L, sock_recvmmsg, 1);
+  bsd_pushmethodupvalues(L);
+  lua_newuserdatauv(L, 0, 0);   /* recvmmsg's own scratch, grown on demand */
+  lua_pushcclosure(L, sock_recvmmsg, BSD_METHOD_UPVALUES + 1);
   lua_setfield(L, -2, "recvmmsg");
 #endif
   lua_pop(L, 2);

@@ -32,7 +32,7 @@ enum { MODE_BLOCK, MODE_POLL, MODE_NOWAIT, MODE_TASK, MODE_LATER };
 
 /* registry keys: only their addresses matter */
 const char bsd_taskskey = 't';
-static const char scratchkey = 's';
+static const char scratchholderkey = 's';
 
 /* ---- objects ---- */
 
@@ -155,10 +155,9 @@ int bsd_addrerror(lua_State *L, const char *call, const bsd_addr *a, int err) {
 static int intask(lua_State *L) {
   int found;
   if (!lua_isyieldable(L)) return 0;
-  lua_rawgetp(L, LUA_REGISTRYINDEX, &bsd_taskskey);
   lua_pushthread(L);
-  found = lua_rawget(L, -2) != LUA_TNIL;
-  lua_pop(L, 2);
+  found = lua_rawget(L, BSD_UV_TASKS) != LUA_TNIL;
+  lua_pop(L, 1);
   return found;
 }
 
@@ -585,20 +584,20 @@ static size_t checkmaxbytes(lua_State *L, int arg) {
   return n > RECV_MAX ? RECV_MAX : (size_t)n;
 }
 
-/* recv and recvfrom share this: from is NULL for recv */
-/* Reads over RECV_SMALL land in one buffer per Lua state (kept in the
-** registry, grown on demand up to RECV_MAX), and only the bytes received
-** are copied into the string: no allocation of maxbytes per call, none at
-** all for a call that finds nothing to read. */
+/* Reads over RECV_SMALL land in one buffer per module instance (the
+** methods' shared BSD_UV_SCRATCH table holds it, grown on demand up to
+** RECV_MAX), and only the bytes received are copied into the string: no
+** allocation of maxbytes per call, none at all for a call that finds
+** nothing to read. */
 static char *scratch(lua_State *L, size_t size) {
   char *p;
-  lua_rawgetp(L, LUA_REGISTRYINDEX, &scratchkey);
+  lua_rawgeti(L, BSD_UV_SCRATCH, 1);
   p = (char *)lua_touserdata(L, -1);
   if (!p || lua_rawlen(L, -1) < size) {
     p = (char *)lua_newuserdatauv(L, size < 65536 ? 65536 : size, 0);
-    lua_rawsetp(L, LUA_REGISTRYINDEX, &scratchkey);
+    lua_rawseti(L, BSD_UV_SCRATCH, 1);
   }
-  lua_pop(L, 1);  /* the registry keeps it alive */
+  lua_pop(L, 1);  /* the table keeps it alive */
   return p;
 }
 
@@ -896,10 +895,23 @@ static const luaL_Reg sock_funcs[] = {
   {NULL, NULL}
 };
 
+void bsd_pushmethodupvalues(lua_State *L) {
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &bsd_taskskey);
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &scratchholderkey);
+  if (lua_isnil(L, -1)) {
+    lua_pop(L, 1);
+    lua_createtable(L, 1, 0);
+    lua_pushvalue(L, -1);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &scratchholderkey);
+  }
+}
+
 void bsd_open_socket(lua_State *L) {
   luaL_newmetatable(L, BSD_SOCKET_MT);
   luaL_setfuncs(L, sock_meta, 0);
-  luaL_newlib(L, sock_methods);
+  luaL_newlibtable(L, sock_methods);
+  bsd_pushmethodupvalues(L);
+  luaL_setfuncs(L, sock_methods, BSD_METHOD_UPVALUES);
   lua_setfield(L, -2, "__index");
   lua_pop(L, 1);
   luaL_setfuncs(L, sock_funcs, 0);
