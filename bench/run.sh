@@ -34,7 +34,8 @@
 # 5. Instructions per ping-pong round trip (valgrind --tool=callgrind, user
 #    space only) of the client, against the C server:
 #    (I(N2) - I(N1)) / (N2 - N1), which removes start-up. Target <= 700 for
-#    bsdsocket.
+#    bsdsocket. The Lua clients' figures are split by where the code lives:
+#    the interpreter, the library's C code, libc.
 # Each measurement is the best of BENCH_TRIES runs, the implementations
 # interleaved within each try. Misses print MISS; the run never fails on one.
 #
@@ -342,12 +343,18 @@ scenario_udp() {
 
 # ---- 5. instructions per round trip ----
 
-# callgrind_ir N CMD...: user-space instructions of CMD count 127.0.0.1 PORT N
+# callgrind_ir N CMD...: user-space instructions of CMD count 127.0.0.1 PORT N,
+# as "total interpreter bsdsocket libc" (by the object the code lives in)
 callgrind_ir() {
-  local n=$1 f="$TMP/callgrind.$NSERVERS.$1"; shift
+  local n=$1 f="$TMP/callgrind.$NSERVERS.$1" total; shift
   timeout 300 valgrind --tool=callgrind --callgrind-out-file="$f" --trace-children=no \
     "$@" count 127.0.0.1 "$SERVER_PORT" "$n" "$MSG" >/dev/null 2>>"$TMP/callgrind.err" || return
-  awk '/^(summary|totals):/ { print $2; exit }' "$f"
+  total=$(awk '/^(summary|totals):/ { print $2; exit }' "$f")
+  callgrind_annotate --threshold=100 "$f" 2>/dev/null | awk -v total="$total" '
+    /\[.*\]$/ { gsub(",", "", $1); obj = $NF
+                if (obj ~ /core\.so|liblua5\.4-/) b += $1; else if (obj ~ /libc\.so/) c += $1
+                else if (obj ~ /lua/) i += $1 }
+    END { printf "%s %d %d %d\n", total, i, b, c }'
 }
 
 scenario_callgrind() {
@@ -362,15 +369,24 @@ scenario_callgrind() {
     return
   fi
   start_server "$BIN/pingpong" server || return
-  local i=0 a b per
+  local i=0 a b per split
   for name in "${names[@]}"; do
     # shellcheck disable=SC2086
     a=$(callgrind_ir $n1 ${cmd[$name]})
     # shellcheck disable=SC2086
     b=$(callgrind_ir $n2 ${cmd[$name]})
     per=$(awk -v a="$a" -v b="$b" -v d=$((n2 - n1)) 'BEGIN { if (a == "" || b == "") print "-"; else printf "%.0f", (b - a) / d }')
-    printf '   %-10s %6s instructions per round trip\n' "${labels[$i]}" "$per"
-    [ "$name" = bsd ] && summary "5. callgrind: bsdsocket $per instructions per round trip (target <= 700) $(awk -v p="$per" 'BEGIN { if (p == "-") print "n/a"; else print (p + 0 <= 700) ? "PASS" : "MISS" }')"
+    # where they go: the Lua interpreter, the socket library's own C code
+    # (bsdsocket's core.so, LuaSocket's socket/core.so), libc (allocation,
+    # system call wrappers)
+    split=$(awk -v a="$a" -v b="$b" -v d=$((n2 - n1)) 'BEGIN {
+      if (a == "" || b == "") exit
+      na = split(a, x, " "); nb = split(b, y, " ")
+      if (na < 4 || nb < 4) exit
+      printf "(interpreter %.0f, library C %.0f, libc %.0f)", (y[2] - x[2]) / d, (y[3] - x[3]) / d, (y[4] - x[4]) / d }')
+    [ "$name" = c ] && split=""
+    printf '   %-10s %6s instructions per round trip %s\n' "${labels[$i]}" "$per" "$split"
+    [ "$name" = bsd ] && summary "5. callgrind: bsdsocket $per instructions per round trip $split (target <= 700) $(awk -v p="$per" 'BEGIN { if (p == "-") print "n/a"; else print (p + 0 <= 700) ? "PASS" : "MISS" }')"
     [ "$name" != bsd ] && summary "5. callgrind: ${labels[$i]} $per instructions per round trip"
     i=$((i + 1))
   done
