@@ -323,7 +323,7 @@ describe("S.poller", function()
   end)
 
   if not os.getenv("BSDSOCKET_POLL_NESTED") then
-    it("the poll(2) backend (-DBSD_USE_POLL) builds and passes the poller and loop specs", function()
+    it("the poll(2) backend (-DBSD_USE_POLL) builds and passes the poller, loop and readiness specs", function()
       local dir = os.tmpname()
       os.remove(dir)
       local build = ("make -s BUILD=%s CFLAGS=-DBSD_USE_POLL %s/bsdsocket/core.so 2>&1")
@@ -332,7 +332,7 @@ describe("S.poller", function()
       local mkout = mk:read("a")
       assert(mk:close(), mkout)
       local cmd = ("BSDSOCKET_POLL_NESTED=1 BSDSOCKET_BUILD=%s timeout 300 lua5.4 /usr/bin/busted "
-        .. "-o TAP spec/poller_spec.lua spec/loop_spec.lua 2>&1"):format(shellquote(dir))
+        .. "-o TAP spec/poller_spec.lua spec/loop_spec.lua spec/readiness_spec.lua 2>&1"):format(shellquote(dir))
       local p = assert(io.popen(cmd, "r"))
       local out = p:read("a")
       local ok = p:close()
