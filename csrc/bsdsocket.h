@@ -26,7 +26,7 @@
 /* registry key of the weak table whose keys are the coroutines run by
 ** bsdsocket.loop; a socket call that would block inside one of them yields */
 #define BSD_TASKS_KEY "bsdsocket.tasks"
-/* ... also kept under this address, for the lookup on every call in a task */
+/* ... also kept under this address, whence the socket methods take it as an upvalue */
 extern const char bsd_taskskey;
 
 /* Every socket method is a C closure with these upvalues, so the hot paths

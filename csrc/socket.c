@@ -171,8 +171,9 @@ static int waitmode(lua_State *L, bsd_socket *s) {
 }
 
 /* How a call that may block will wait. Asking whether the caller is a loop
-** task costs two table lookups, so on a non-blocking descriptor (every
-** socket a task has used) the question waits until the call would block. */
+** task costs a table lookup by thread, so on a non-blocking descriptor
+** (every socket a task has used) the question waits until the call would
+** block. */
 int bsd_callmode(lua_State *L, bsd_socket *s) {
   if (s->timeout == 0) return MODE_NOWAIT;
   if (s->fd_nonblock) return MODE_LATER;
