@@ -7,15 +7,11 @@
 -- socket here has a timeout, and every run is bounded).
 local S = require "bsdsocket"
 local loop = require "bsdsocket.loop"
+local net = require "helpers.net"
 
 -- a connected TCP pair (client, accepted), both timing out after 2 s
 local function pair()
-  local srv <close> = assert(S.socket(S.AF_INET, S.SOCK_STREAM))
-  assert(srv:bind("127.0.0.1", 0))
-  assert(srv:listen())
-  local c = assert(S.socket(S.AF_INET, S.SOCK_STREAM))
-  assert(c:connect(srv:getsockname()))
-  local a = assert(srv:accept())
+  local c, a = net.tcp_pair()
   c:settimeout(2)
   a:settimeout(2)
   return c, a
