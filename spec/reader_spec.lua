@@ -82,6 +82,100 @@ describe("S.reader", function()
       assert.equal("b", r:line())
     end)
 
+    it("refuses a line longer than maxline even when its newline is already buffered", function()
+      local r = S.reader(stream(("x"):rep(50) .. "\nok\n"), { maxline = 10 })
+      assert.same({ nil, "line: longer than 10 bytes", "EMSGSIZE" }, { r:line() })
+      assert.same({ nil, "line: longer than 10 bytes", "EMSGSIZE" }, { r:line() })
+      assert.equal(54, r:buffered())                  -- nothing was lost
+      assert.equal(("x"):rep(50) .. "\n", r:read(51))
+      assert.equal("ok", r:line())
+    end)
+
+    it("counts maxline without the \n or \r\n, also when \r and \n arrive apart", function()
+      local r = S.reader(stream("abcd\r\nabcd\nabcde\n"), { maxline = 4 })
+      assert.equal("abcd", r:line())
+      assert.equal("abcd\n", r:line(true))
+      assert.same({ nil, "line: longer than 4 bytes", "EMSGSIZE" }, { r:line() })
+      r = S.reader(stream("ab", "cd\r", "\n", "abc", "d", "e", "\n"), { maxline = 4 })
+      assert.equal("abcd", r:line())
+      assert.same({ nil, "line: longer than 4 bytes", "EMSGSIZE" }, { r:line() })
+      assert.equal("abcde\n", r:read(6))
+      r = S.reader(stream("ab", "cd\r", "\n"), { maxline = 4 })
+      assert.equal("abcd\r\n", r:line(true))
+      -- a last line without newline is bounded too
+      assert.equal("abcd", S.reader(stream("ab", "cd"), { maxline = 4 }):line())
+      r = S.reader(stream("ab", "cde"), { maxline = 4 })
+      assert.same({ nil, "line: longer than 4 bytes", "EMSGSIZE" }, { r:line() })
+      assert.equal("abcde", r:read_all())
+    end)
+
+    it("keeps a partial line of many pieces across errors and EMSGSIZE", function()
+      local r = S.reader(stream("pa", "rt", TIMEOUT, "ia", "l\nrest\n"))
+      assert.same({ nil, TIMEOUT[1], "ETIMEDOUT" }, { r:line() })
+      assert.equal(4, r:buffered())
+      assert.equal("partial", r:line())
+      r = S.reader(stream("aaaa", "aaaa", "aaaa\nrest"), { size = 4, maxline = 6 })
+      assert.same({ nil, "line: longer than 6 bytes", "EMSGSIZE" }, { r:line() })
+      assert.equal(8, r:buffered())
+      assert.equal("aa", r:read_some(2))
+      assert.equal(("a"):rep(10) .. "\n", r:read(11))
+      assert.equal("rest", r:line())
+    end)
+
+    it("has a default maxline of 64 KiB and stops reading an endless line there", function()
+      assert.equal(65536, require("bsdsocket.reader").MAXLINE)
+      local ok = ("y"):rep(65536)
+      local r = S.reader(stream(ok .. "\r\n" .. ok .. "y\n"))
+      assert.equal(ok, r:line())
+      assert.same({ nil, "line: longer than 65536 bytes", "EMSGSIZE" }, { r:line() })
+      -- a peer that sends no newline at all: refused after about 64 KiB
+      local endless = { calls = 0 }
+      function endless.recv(_, n)
+        endless.calls = endless.calls + 1
+        assert(endless.calls < 1000, "still reading")
+        return ("z"):rep(math.min(n, 1000))
+      end
+      r = S.reader(endless)
+      assert.same({ nil, "line: longer than 65536 bytes", "EMSGSIZE" }, { r:line() })
+      assert.is_true(endless.calls <= 67, endless.calls .. " recvs")
+      -- math.maxinteger lifts the limit
+      r = S.reader(stream(ok .. ok .. "\n"), { maxline = math.maxinteger })
+      assert.equal(2 * #ok, #r:line())
+    end)
+
+    it("reads a 32 MB line in time linear in its length", function()
+      -- a stream of one line of `total` bytes in 64 KiB pieces, then "\n"
+      local piece = ("x"):rep(65536)
+      local function longline(total)
+        local left = total
+        return { recv = function(_, n)
+          if left < 0 then return "" end
+          if left == 0 then left = -1 return "\n" end
+          local k = math.min(n, left, #piece)
+          left = left - k
+          return k == #piece and piece or piece:sub(1, k)
+        end }
+      end
+      local function cost(total)         -- CPU seconds, the best of three
+        local best = math.huge
+        for _ = 1, 3 do
+          local r = S.reader(longline(total), { maxline = 1 << 30 })
+          local t0 = os.clock()
+          local line = r:line()
+          best = math.min(best, os.clock() - t0)
+          assert.equal(total, #line)
+        end
+        return best
+      end
+      local t4, t16 = cost(4 << 20), cost(16 << 20)
+      print(("\n  reader: a 4 MB line %.4f s, 16 MB %.4f s (ratio %.1f; linear 4, quadratic 16)")
+        :format(t4, t16, t16 / t4))
+      assert.is_true(t16 / t4 < 8, ("16 MB took %.1f times as long as 4 MB"):format(t16 / t4))
+      local r = S.reader(longline(32 << 20), { maxline = 32 << 20 })
+      assert.equal(32 << 20, #r:line())
+      assert.same({ nil, "line: end of stream", "EOF" }, { r:line() })
+    end)
+
     it("handles a long line from many small chunks", function()
       local chunks = {}
       for i = 1, 5000 do chunks[i] = "x" end
@@ -211,5 +305,6 @@ describe("S.reader", function()
     assert.has_error(function() S.reader("sock") end)
     assert.has_error(function() S.reader(stream(), { size = 0 }) end)
     assert.has_error(function() S.reader(stream(), { maxline = -1 }) end)
+    assert.has_error(function() S.reader(stream(), { maxline = 1.5 }) end)
   end)
 end)
