@@ -156,21 +156,31 @@ describe("S.reader", function()
           return k == #piece and piece or piece:sub(1, k)
         end }
       end
-      local function cost(total)         -- CPU seconds, the best of three
-        local best = math.huge
-        for _ = 1, 3 do
-          local r = S.reader(longline(total), { maxline = 1 << 30 })
-          local t0 = os.clock()
-          local line = r:line()
-          best = math.min(best, os.clock() - t0)
-          assert.equal(total, #line)
-        end
-        return best
+      -- The work, counted: the bytes allocated while reading the line (the
+      -- collector stopped, so every allocation stays counted), per byte of
+      -- line. Joining the pieces once costs about 1; rebuilding the line on
+      -- every 64 KiB refill costs length / 128 KiB (32 for 4 MB).
+      local function allocated(total)
+        local r = S.reader(longline(total), { maxline = 1 << 30 })
+        collectgarbage()
+        collectgarbage("stop")
+        local kb = collectgarbage("count")
+        local t0 = os.clock()
+        local line = r:line()
+        local dt = os.clock() - t0
+        kb = collectgarbage("count") - kb
+        collectgarbage("restart")
+        assert.equal(total, #line)
+        return kb * 1024 / total, dt
       end
-      local t4, t16 = cost(4 << 20), cost(16 << 20)
-      print(("\n  reader: a 4 MB line %.4f s, 16 MB %.4f s (ratio %.1f; linear 4, quadratic 16)")
-        :format(t4, t16, t16 / t4))
-      assert.is_true(t16 / t4 < 8, ("16 MB took %.1f times as long as 4 MB"):format(t16 / t4))
+      finally(function() collectgarbage("restart") end)
+      local a4, t4 = allocated(4 << 20)
+      assert.is_true(a4 < 3, ("reading a 4 MB line allocated %.1f bytes per byte"):format(a4))
+      local a16, t16 = allocated(16 << 20)
+      local a32, t32 = allocated(32 << 20)
+      print(("\n  reader: a long line: 4 MB %.3f s, 16 MB %.3f s, 32 MB %.3f s;"
+        .. " allocated %.2f, %.2f, %.2f bytes per byte"):format(t4, t16, t32, a4, a16, a32))
+      assert.is_true(a16 < 3 and a32 < 3, ("allocated %.1f, %.1f bytes per byte"):format(a16, a32))
       local r = S.reader(longline(32 << 20), { maxline = 32 << 20 })
       assert.equal(32 << 20, #r:line())
       assert.same({ nil, "line: end of stream", "EOF" }, { r:line() })
