@@ -86,25 +86,37 @@ describe("docs/tutorial.md", function()
       end
     end
     -- The counts the issue note quotes; deleting sessions fails this.
-    assert.is_true(blocks >= 30, "blocks: " .. blocks)
-    assert.is_true(inputs >= 150, "REPL inputs: " .. inputs)
+    assert.is_true(blocks >= 40, "blocks: " .. blocks)
+    assert.is_true(inputs >= 120, "REPL inputs: " .. inputs)
     assert.is_true(checked >= 100, "output lines compared: " .. checked)
+  end)
+
+  it("leaves only the TLS sketch unrun", function()
+    local notrun = {}
+    for _, sec in ipairs(sections) do
+      for _, b in ipairs(sec.blocks) do
+        if b.kind == "lua-notrun" then notrun[#notrun + 1] = table.concat(b.lines, "\n") end
+        if b.kind == "other" then assert.equal("sh", b.lang, "a block of unknown kind at line " .. b.line) end
+      end
+    end
+    assert.equal(1, #notrun)
+    assert.matches('require "bsdsocket.tls"', notrun[1], 1, true)
   end)
 
   it("fails when a shown output is wrong, an input raises or a block raises", function()
     -- the first expected output line of the tutorial, changed
-    local lines, changed = {}, nil
+    local lines, changed, input, changed_input = {}, nil, nil, nil
     for l in (text .. "\n"):gmatch("([^\n]*)\n") do lines[#lines + 1] = l end
-    local infence, repl = false, false
+    local infence = false
     for k, l in ipairs(lines) do
-      if l:match("^```") then
-        infence = not infence and l ~= "```"
-        repl = false
+      if l:match("^%s*```") then
+        infence = not infence and l:match("^%s*```lua%s*$") ~= nil
+        input = nil
       elseif infence and l:sub(1, 2) == "> " then
-        repl = true
-      elseif infence and repl and not changed and l:match("%S") and l:sub(1, 3) ~= ">> " then
+        input = k
+      elseif infence and input and not changed and l:match("%S") and l:sub(1, 3) ~= ">> " then
         lines[k] = l .. " (wrong)"
-        changed = k
+        changed, changed_input = k, input
       end
     end
     assert.is_number(changed)
@@ -114,7 +126,7 @@ describe("docs/tutorial.md", function()
       for _, f in ipairs(r[i] and r[i].failures or {}) do failures[#failures + 1] = f end
     end
     assert.equal(1, #failures)
-    assert.matches("^line " .. (changed - 1), failures[1])
+    assert.matches("^line " .. changed_input .. ":", failures[1])
 
     -- a small document: a wrong value, a missing line, an extra line, an
     -- error where a value is shown, and a raising block
@@ -265,5 +277,11 @@ describe("docs/tutorial.md", function()
       assert(found, "API.md has no item showing `" .. call .. "` with a tutorial link")
     end
     assert.is_true(links >= 11)
+    -- the tutorial's links to files of the repository lead to files
+    for target in text:gmatch("%]%(%.%./([^)#]*)[^)]*%)") do
+      local f = io.open(target)
+      assert(f, "docs/tutorial.md links to a missing file: " .. target)
+      f:close()
+    end
   end)
 end)
