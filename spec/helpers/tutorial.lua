@@ -16,7 +16,8 @@
 --     quote the system's own struct definitions).
 --   * A ```lua notrun block is shown only: the one sketch of bsdsocket.tls,
 --     which needs OpenSSL and the network (the spec allows no other).
---   * ```mermaid blocks are diagrams; other fences (sh, text) are shown only.
+--   * ```mermaid blocks are diagrams; ```sh blocks are shown only. A fence
+--     may be indented (inside a list item); its indentation is removed.
 --   * All Lua code runs in one environment, top to bottom, as in one REPL a
 --     reader keeps open through the tutorial; each "## " section is
 --     reported on its own.
@@ -26,16 +27,17 @@
 --     whether after an address ("127.0.0.1:41533", "[::1]:41533") or on
 --     their own, become "#": the ports the kernel picks for bind(0) and
 --     for clients. Nothing else is masked, so 80 or 8080 are compared.
---     Output lines are compared exactly, blank ones included (so the
---     tutorial shows an empty string as ("%q"):format(s), not as an
---     invisible blank line).
+--     Output lines are compared one for one (trailing white space aside),
+--     blank ones included, so the tutorial shows an empty string as
+--     ("%q"):format(s) rather than as an invisible blank line.
 local M = {}
 
 -- Splits markdown text into sections ("## " headings; the text before the
 -- first one is section 1) with their fenced code blocks.
 -- Returns { { title =, line =, blocks = { block, ... } }, ... } where a
 -- block is { lang =, info =, line = (line of its first code line),
--- lines = { ... }, kind = "repl" | "lua" | "c" | "c-excerpt" | "mermaid" | "other" }.
+-- lines = { ... }, kind = "repl" | "lua" | "lua-notrun" | "c" | "c-excerpt" |
+-- "mermaid" | "other" }.
 function M.parse(text)
   local sections = { { title = "(top)", line = 1, blocks = {} } }
   local fence, n = nil, 0
