@@ -61,6 +61,8 @@ typedef struct bsd_socket {
   ** error, which stay without a new report, so short reads prove nothing. */
   unsigned char rdrained;
   unsigned char rsticky;
+  /* a loop task has waited on it: closing it wakes the waiters */
+  unsigned char waited;
 } bsd_socket;
 
 /* marks a bsd_addr (see bsd_testaddr in addr.c) */
@@ -72,46 +74,37 @@ typedef struct bsd_addr {
   struct sockaddr_storage ss;
 } bsd_addr;
 
-/* errors.c */
+/* ---- util.c: depends on no other project file ---- */
+
+/* recv and its kin never read more than this per call, so recv(huge)
+** allocates no more */
+#define BSD_RECV_MAX (1 << 20)
+
+/* luaL_checkinteger/luaL_optinteger for a C int: a value outside
+** INT_MIN..INT_MAX raises instead of being silently truncated */
+int bsd_checkint(lua_State *L, int arg);
+int bsd_optint(lua_State *L, int arg, int def);
+int bsd_checkfdnum(lua_State *L, int arg);        /* 0..INT_MAX */
+size_t bsd_checkmaxbytes(lua_State *L, int arg);  /* >= 0, capped at BSD_RECV_MAX */
+double bsd_monotime(void);
+int bsd_setnonblock(int fd, int on);
+/* after EINTR: true when the signal asked Lua to run a hook at once (Ctrl-C
+** in lua.c), so the call must return to Lua instead of retrying */
+int bsd_interrupted(lua_State *L);
+
+/* ---- errors.c ---- */
+
+/* nil, "<call> <peer>: <reason>" (or "<call>: <reason>"), code: the one
+** shape of every failure result */
+int bsd_pushfail(lua_State *L, const char *call, const char *peer,
+                 const char *reason, const char *code);
 int bsd_pusherror(lua_State *L, const char *call, const char *peer, int err);
 int bsd_pushgaierror(lua_State *L, const char *call, const char *peer, int gai);
 const char *bsd_errname(int err);
 void bsd_open_errors(lua_State *L);           /* sets errno, strerror in table at top */
 
-/* socket.c */
-bsd_socket *bsd_checksocket(lua_State *L, int idx);     /* any state */
-bsd_socket *bsd_checkopen(lua_State *L, int idx);       /* raises if closed */
-bsd_socket *bsd_newsocket(lua_State *L, int fd, int family, int type, int protocol);
-int bsd_getfd(lua_State *L, int idx);  /* socket userdata or integer fd */
-/* luaL_checkinteger/luaL_optinteger for a C int: a value outside
-** INT_MIN..INT_MAX raises instead of being silently truncated */
-int bsd_checkint(lua_State *L, int arg);
-int bsd_optint(lua_State *L, int arg, int def);
-double bsd_monotime(void);
-int bsd_setnonblock(int fd, int on);
-void bsd_open_socket(lua_State *L);   /* metatable + functions into table at top */
-/* fd as a socket object (what S.fromfd does); NULL, nothing pushed and
-** errno set if fd is not a socket */
-bsd_socket *bsd_wrapfd(lua_State *L, int fd);
-/* The blocking/timeout/yield machinery, for calls defined outside socket.c.
-** A call op(L, status, ctx) begins with bsd_resumedlate (true: the deadline
-** passed while yielded), takes mode = bsd_callmode(L, s) and, where the
-** system call would block, returns unless
-** bsd_notready(L, s, call, bsd_waitready(L, s, mode, want, &deadline, ctx, op))
-** is -2 (retry); otherwise that value is the number of results pushed. */
-int bsd_callmode(lua_State *L, bsd_socket *s);
-int bsd_resumedlate(lua_State *L, int status, int nargs, double *deadline);
-int bsd_waitready(lua_State *L, bsd_socket *s, int mode, int want,
-                  double *deadline, lua_KContext ctx, lua_KFunction k);
-int bsd_notready(lua_State *L, bsd_socket *s, const char *call, int verdict);
-/* nil, "<call> <peer or local end>: <reason>", code */
-int bsd_sockerror(lua_State *L, bsd_socket *s, const char *call, int err);
-int bsd_addrerror(lua_State *L, const char *call, const bsd_addr *a, int err);
+/* ---- addr.c ---- */
 
-/* msg.c: sendmsg/recvmsg, getpeercred, sendmmsg/recvmmsg (Linux) */
-void bsd_open_msg(lua_State *L);      /* methods into the socket metatable */
-
-/* addr.c */
 bsd_addr *bsd_newaddr(lua_State *L, const struct sockaddr *sa, socklen_t len);
 bsd_addr *bsd_testaddr(lua_State *L, int idx);
 /* Reads an address from the arguments at idx: an addr, a Unix path, or
@@ -125,15 +118,94 @@ void bsd_addrtostring(const struct sockaddr *sa, socklen_t len,
                       char *buf, size_t bufsize);
 void bsd_open_addr(lua_State *L);
 
-/* options.c */
-int bsd_setsockopt(lua_State *L);
-int bsd_getsockopt(lua_State *L);
+/* ---- socket.c: the socket object and the shared I/O loop ---- */
 
-/* core.c */
-void bsd_open_constants(lua_State *L);
+bsd_socket *bsd_checksocket(lua_State *L, int idx);     /* any state */
+bsd_socket *bsd_checkopen(lua_State *L, int idx);       /* raises if closed */
+/* the methods' check of argument 1: tagged fast path, else bsd_checkopen */
+bsd_socket *bsd_checkself(lua_State *L);
+bsd_socket *bsd_newsocket(lua_State *L, int fd, int family, int type, int protocol);
+int bsd_getfd(lua_State *L, int idx);  /* socket userdata or integer fd */
+void bsd_open_socket(lua_State *L);   /* metatable + functions into table at top */
+/* adds methods (closures with the BSD_METHOD_UPVALUES) to sockets */
+void bsd_addmethods(lua_State *L, const luaL_Reg *methods);
+/* fd as a socket object (what S.fromfd does); NULL, nothing pushed and
+** errno set if fd is not a socket */
+bsd_socket *bsd_wrapfd(lua_State *L, int fd);
+/* nil, "<call> <peer, or local end>: <reason>", code */
+int bsd_sockerror(lua_State *L, bsd_socket *s, const char *call, int err);
+int bsd_addrerror(lua_State *L, const char *call, const bsd_addr *a, int err);
 
-/* poller.c (may be absent in early builds) */
+/* The shared I/O loop (CPython's sock_call_ex). A call that may block
+** supplies only its system call, as an impl that reports one of these;
+** bsd_iorun does the rest: retrying on EINTR (returning to Lua when a
+** signal asked for a hook), waiting (the kernel, poll(2) with the socket's
+** deadline, or a yield to bsdsocket.loop inside a task, resumed into the
+** call itself), the deadline, and the error result.
+**
+**   static int op_x(lua_State *L, int status, lua_KContext ctx) {
+**     bsd_io io;
+**     bsd_socket *s = bsd_iobegin(L, &io, "x", status, (int)ctx);
+**     ...read the arguments into a struct, io.impl = impl_x, io.data = &it...
+**     if ((r = bsd_iorun(L, &io, ctx, op_x)) != BSD_IO_FINISHED) return r;
+**     ...push the results...
+**   }
+*/
+typedef enum bsd_iostatus {
+  BSD_IO_DONE,        /* the call completed: the op pushes its results */
+  BSD_IO_PROGRESS,    /* part of the work is done: call again now, and the
+                      ** timeout counts afresh */
+  BSD_IO_WAIT,        /* would block until io->want: wait, then call again */
+  BSD_IO_FAIL         /* failed with io->err */
+} bsd_iostatus;
+
+/* what bsd_iorun returns when the impl completed (else: results pushed) */
+#define BSD_IO_FINISHED (-1)
+
+typedef struct bsd_io bsd_io;
+typedef bsd_iostatus (*bsd_ioimpl)(lua_State *L, bsd_io *io);
+
+struct bsd_io {
+  bsd_socket *s;
+  const char *call;         /* names the call in messages */
+  bsd_ioimpl impl;
+  void *data;               /* the impl's arguments and results */
+  int want;                 /* BSD_WANT_* when the impl says BSD_IO_WAIT */
+  int err;                  /* errno when it says BSD_IO_FAIL */
+  const bsd_addr *peer;     /* errors name this address (connect, sendto) */
+  /* pushes the failure result itself (TLS errors); err is set */
+  int (*pusherr)(lua_State *L, bsd_io *io);
+  int waitfirst;            /* in a task: wait for readiness before trying */
+  lua_KContext kctx;        /* what the continuation gets: impls may update
+                            ** it with their progress (sendall, recvall) */
+  /* private to bsd_iobegin/bsd_iorun */
+  int mode;
+  int late;
+  int cancel;               /* resumed by loop.cancel */
+  double deadline;
+};
+
+/* Begins a call or resumes it after a yield: checks the socket at index 1
+** (a socket closed during the wait gives an error result, not a raise),
+** keeps the first nargs stack slots, recovers the deadline. */
+bsd_socket *bsd_iobegin(lua_State *L, bsd_io *io, const char *call, int status, int nargs);
+/* the same for an object that is not the socket at index 1 (TLS): s is the
+** socket it does its I/O on; index 1 is what a task yields to the loop */
+void bsd_iobeginwith(lua_State *L, bsd_io *io, bsd_socket *s, const char *call,
+                     int status, int nargs);
+int bsd_iorun(lua_State *L, bsd_io *io, lua_KContext kctx, lua_KFunction k);
+/* the impl's verdict on a system call's result n (errno when n < 0) */
+bsd_iostatus bsd_iosyscall(bsd_io *io, long n, int want);
+/* pushes io's failure result for err (as bsd_iorun does) */
+int bsd_ioerror(lua_State *L, bsd_io *io, int err);
+
+/* ---- options.c, msg.c, poller.c: methods and objects on sockets ---- */
+
+void bsd_open_options(lua_State *L);  /* setsockopt/getsockopt methods */
+void bsd_open_msg(lua_State *L);      /* sendmsg/recvmsg, sendmmsg/recvmmsg */
 void bsd_open_poller(lua_State *L);
+
+/* ---- core.c: the module ---- */
 
 #if defined(__GNUC__)
 #pragma GCC visibility pop

@@ -9,7 +9,6 @@
 #include <netinet/tcp.h>
 #include <netinet/udp.h>
 #include <string.h>
-#include <time.h>
 
 #include "bsdsocket.h"
 
@@ -28,12 +27,6 @@ void bsd_open_constants(lua_State *L) {
     lua_pushinteger(L, (lua_Integer)c->value);
     lua_setfield(L, -2, c->name);
   }
-}
-
-double bsd_monotime(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
 static int core_monotime(lua_State *L) {
@@ -81,13 +74,11 @@ static int core_inet_pton(lua_State *L) {
   size_t len, size = familysize(L, 1, family);
   const char *text = luaL_checklstring(L, 2, &len);
   unsigned char buf[sizeof(struct in6_addr)];
-  if (strlen(text) != len || inet_pton(family, text, buf) != 1) {
-    lua_pushnil(L);
-    lua_pushfstring(L, "inet_pton: not an %s address: '%s'",
-                    family == AF_INET ? "IPv4" : "IPv6", text);
-    lua_pushliteral(L, "EINVAL");
-    return 3;
-  }
+  if (strlen(text) != len || inet_pton(family, text, buf) != 1)
+    return bsd_pushfail(L, "inet_pton", NULL,
+                        lua_pushfstring(L, "not an %s address: '%s'",
+                                        family == AF_INET ? "IPv4" : "IPv6", text),
+                        "EINVAL");
   lua_pushlstring(L, (const char *)buf, size);
   return 1;
 }
@@ -135,6 +126,7 @@ LUAMOD_API int luaopen_bsdsocket_core(lua_State *L) {
   bsd_open_errors(L);
   bsd_open_addr(L);
   bsd_open_socket(L);
+  bsd_open_options(L);
   bsd_open_msg(L);
   bsd_open_poller(L);
   return 1;

@@ -59,26 +59,27 @@ static void pushcallpeer(lua_State *L, const char *call, const char *peer) {
   else lua_pushfstring(L, "%s: ", call);
 }
 
-int bsd_pusherror(lua_State *L, const char *call, const char *peer, int err) {
+int bsd_pushfail(lua_State *L, const char *call, const char *peer,
+                 const char *reason, const char *code) {
   lua_pushnil(L);
   pushcallpeer(L, call, peer);
-  lua_pushstring(L, err == ETIMEDOUT ? "timed out" : strerror(err));
+  lua_pushstring(L, reason);
   lua_concat(L, 2);
-  lua_pushstring(L, bsd_errname(err));
+  lua_pushstring(L, code);
   return 3;
+}
+
+int bsd_pusherror(lua_State *L, const char *call, const char *peer, int err) {
+  return bsd_pushfail(L, call, peer, err == ETIMEDOUT ? "timed out" : strerror(err),
+                      bsd_errname(err));
 }
 
 int bsd_pushgaierror(lua_State *L, const char *call, const char *peer, int gai) {
   const errname *e;
   if (gai == EAI_SYSTEM) return bsd_pusherror(L, call, peer, errno);
-  lua_pushnil(L);
-  pushcallpeer(L, call, peer);
-  lua_pushstring(L, gai_strerror(gai));
-  lua_concat(L, 2);
   for (e = gainames; e->name; e++)
     if (e->value == gai) break;
-  lua_pushstring(L, e->name ? e->name : "EAI_UNKNOWN");
-  return 3;
+  return bsd_pushfail(L, call, peer, gai_strerror(gai), e->name ? e->name : "EAI_UNKNOWN");
 }
 
 /* accepts an errno number or its name; raises on names it does not know */

@@ -3,8 +3,9 @@
 ** (SCM_RIGHTS, SCM_CREDENTIALS, any other as raw bytes), getpeercred,
 ** and the batched datagram calls sendmmsg/recvmmsg (Linux).
 **
-** Every call goes through the waiting machinery of socket.c (timeouts,
-** non-blocking sockets, yielding to bsdsocket.loop), exactly as recv/send.
+** Every call supplies only its system call to socket.c's I/O loop
+** (bsd_iorun: timeouts, non-blocking sockets, yielding to bsdsocket.loop),
+** exactly as recv/send do.
 */
 #include <errno.h>
 #include <limits.h>
@@ -14,7 +15,6 @@
 
 #include "bsdsocket.h"
 
-#define RECV_MAX (1 << 20)            /* as recv: no more than this per message */
 #define MAX_PARTS 1024                /* IOV_MAX on Linux */
 #ifdef SCM_MAX_FD
 #define MAX_RIGHTS SCM_MAX_FD
@@ -38,12 +38,6 @@
 #endif
 /* recvmsg's default control buffer: 64 descriptors and credentials */
 #define DEFAULT_ANCILLARY (CMSG_SPACE(64 * sizeof(int)) + ANC_CREDS)
-
-static size_t checkmaxbytes(lua_State *L, int arg) {
-  lua_Integer n = luaL_checkinteger(L, arg);
-  luaL_argcheck(L, n >= 0, arg, "negative byte count");
-  return n > RECV_MAX ? RECV_MAX : (size_t)n;
-}
 
 /* ---- sendmsg ---- */
 
@@ -181,16 +175,28 @@ static void buildcontrol(lua_State *L, int arg, struct msghdr *msg) {
   msg->msg_controllen = size;
 }
 
+typedef struct msgargs {
+  struct msghdr msg;
+  int flags;
+  ssize_t n;
+} msgargs;
+
+static bsd_iostatus impl_sendmsg(lua_State *L, bsd_io *io) {
+  msgargs *m = (msgargs *)io->data;
+  (void)L;
+  m->n = sendmsg(io->s->fd, &m->msg, m->flags);
+  return bsd_iosyscall(io, m->n, BSD_WANT_WRITE);
+}
+
 static int op_sendmsg(lua_State *L, int status, lua_KContext ctx) {
-  bsd_socket *s = bsd_checkopen(L, 1);
-  int mode = bsd_callmode(L, s), used = 1, flags, anc;
-  double deadline = -1;
+  bsd_io io;
+  bsd_socket *s = bsd_iobegin(L, &io, "sendmsg", status, (int)ctx);
+  int used = 1, flags, anc, r;
   bsd_addr a;
+  msgargs m;
   struct msghdr msg;
   struct iovec one;
   size_t niov;
-  if (bsd_resumedlate(L, status, (int)ctx, &deadline))
-    return bsd_sockerror(L, s, "sendmsg", ETIMEDOUT);
   memset(&msg, 0, sizeof msg);
   if (!lua_isnoneornil(L, 3)) {
     if ((used = bsd_getaddrarg(L, 3, s->family, s->type, "sendmsg", &a)) == 0) return 3;
@@ -205,21 +211,14 @@ static int op_sendmsg(lua_State *L, int status, lua_KContext ctx) {
   msg.msg_iov = checkparts(L, 2, &one, &niov);
   msg.msg_iovlen = niov;
   if (anc) buildcontrol(L, anc, &msg);
-  for (;;) {
-    ssize_t n = sendmsg(s->fd, &msg, flags);
-    int r;
-    if (n >= 0) {
-      lua_pushinteger(L, n);
-      return 1;
-    }
-    if (errno == EINTR) continue;
-    if (errno != EAGAIN && errno != EWOULDBLOCK)
-      return msg.msg_name ? bsd_addrerror(L, "sendmsg", &a, errno)
-                          : bsd_sockerror(L, s, "sendmsg", errno);
-    r = bsd_notready(L, s, "sendmsg",
-                     bsd_waitready(L, s, mode, BSD_WANT_WRITE, &deadline, ctx, op_sendmsg));
-    if (r != -2) return r;
-  }
+  m.msg = msg;
+  m.flags = flags;
+  io.impl = impl_sendmsg;
+  io.data = &m;
+  if (msg.msg_name) io.peer = &a;
+  if ((r = bsd_iorun(L, &io, ctx, op_sendmsg)) != BSD_IO_FINISHED) return r;
+  lua_pushinteger(L, (lua_Integer)m.n);
+  return 1;
 }
 
 /* sock:sendmsg(parts [, addr | path | host, port [, ancillary [, flags]]]) */
@@ -332,57 +331,62 @@ static void pushancillary(lua_State *L, fdguard *g) {
   g->armed = 0;
 }
 
-static int op_recvmsg(lua_State *L, int status, lua_KContext ctx) {
-  bsd_socket *s = bsd_checkopen(L, 1);
-  double deadline = -1;
-  int late = bsd_resumedlate(L, status, (int)ctx, &deadline);  /* first: restores the stack */
-  size_t max = checkmaxbytes(L, 2);
-  lua_Integer ancsize = luaL_optinteger(L, 3, (lua_Integer)DEFAULT_ANCILLARY);
-  int flags = bsd_optint(L, 4, 0) | MSG_CMSG_CLOEXEC;
-  int mode;
+typedef struct recvmsgargs {
   struct sockaddr_storage from;
   struct msghdr msg;
   struct iovec iov;
   fdguard *g;
+  size_t ancsize;
+  int flags;
+  ssize_t n;
+} recvmsgargs;
+
+static bsd_iostatus impl_recvmsg(lua_State *L, bsd_io *io) {
+  recvmsgargs *a = (recvmsgargs *)io->data;
+  (void)L;
+  memset(&a->msg, 0, sizeof a->msg);
+  a->msg.msg_name = &a->from;
+  a->msg.msg_namelen = sizeof a->from;
+  a->msg.msg_iov = &a->iov;
+  a->msg.msg_iovlen = 1;
+  a->msg.msg_control = a->ancsize ? GUARD_BUF(a->g) : NULL;
+  a->msg.msg_controllen = a->ancsize;
+  a->n = recvmsg(io->s->fd, &a->msg, a->flags);
+  return bsd_iosyscall(io, a->n, BSD_WANT_READ);
+}
+
+static int op_recvmsg(lua_State *L, int status, lua_KContext ctx) {
+  bsd_io io;
+  size_t max;
+  lua_Integer ancsize;
+  recvmsgargs a;
   luaL_Buffer b;
+  int r;
+  bsd_iobegin(L, &io, "recvmsg", status, (int)ctx);
+  max = bsd_checkmaxbytes(L, 2);
+  ancsize = luaL_optinteger(L, 3, (lua_Integer)DEFAULT_ANCILLARY);
+  a.flags = bsd_optint(L, 4, 0) | MSG_CMSG_CLOEXEC;
   luaL_argcheck(L, 0 <= ancsize && ancsize <= MAX_ANCILLARY, 3, "ancillary size out of range 0..65536");
-  if (late) return bsd_sockerror(L, s, "recvmsg", ETIMEDOUT);
-  mode = bsd_callmode(L, s);
-  g = (fdguard *)lua_newuserdatauv(L, GUARD_OFF + (size_t)ancsize, 0);
-  g->len = 0;
-  g->armed = 0;
+  a.ancsize = (size_t)ancsize;
+  a.g = (fdguard *)lua_newuserdatauv(L, GUARD_OFF + a.ancsize, 0);
+  a.g->len = 0;
+  a.g->armed = 0;
   luaL_setmetatable(L, FDGUARD_MT);
-  iov.iov_base = luaL_buffinitsize(L, &b, max);
-  iov.iov_len = max;
-  for (;;) {
-    ssize_t n;
-    int r;
-    memset(&msg, 0, sizeof msg);
-    msg.msg_name = &from;
-    msg.msg_namelen = sizeof from;
-    msg.msg_iov = &iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = ancsize ? GUARD_BUF(g) : NULL;
-    msg.msg_controllen = (size_t)ancsize;
-    n = recvmsg(s->fd, &msg, flags);
-    if (n >= 0) {
-      g->len = msg.msg_controllen;
-      g->armed = 1;
-      /* with MSG_TRUNC, n is the datagram's real length */
-      luaL_pushresultsize(&b, (size_t)n > max ? max : (size_t)n);
-      pushancillary(L, g);
-      if (msg.msg_namelen > 0) bsd_newaddr(L, (struct sockaddr *)&from, msg.msg_namelen);
-      else lua_pushnil(L);
-      lua_rotate(L, -2, 1);   /* data, addr, ancillary */
-      lua_pushinteger(L, msg.msg_flags & ~MSG_CMSG_CLOEXEC);
-      return 4;
-    }
-    if (errno == EINTR) continue;
-    if (errno != EAGAIN && errno != EWOULDBLOCK) return bsd_sockerror(L, s, "recvmsg", errno);
-    r = bsd_notready(L, s, "recvmsg",
-                     bsd_waitready(L, s, mode, BSD_WANT_READ, &deadline, ctx, op_recvmsg));
-    if (r != -2) return r;
-  }
+  a.iov.iov_base = luaL_buffinitsize(L, &b, max);
+  a.iov.iov_len = max;
+  io.impl = impl_recvmsg;
+  io.data = &a;
+  if ((r = bsd_iorun(L, &io, ctx, op_recvmsg)) != BSD_IO_FINISHED) return r;
+  a.g->len = a.msg.msg_controllen;
+  a.g->armed = 1;
+  /* with MSG_TRUNC, n is the datagram's real length */
+  luaL_pushresultsize(&b, (size_t)a.n > max ? max : (size_t)a.n);
+  pushancillary(L, a.g);
+  if (a.msg.msg_namelen > 0) bsd_newaddr(L, (struct sockaddr *)&a.from, a.msg.msg_namelen);
+  else lua_pushnil(L);
+  lua_rotate(L, -2, 1);   /* data, addr, ancillary */
+  lua_pushinteger(L, a.msg.msg_flags & ~MSG_CMSG_CLOEXEC);
+  return 4;
 }
 
 /* sock:recvmsg(maxbytes [, maxancillary [, flags]]) → data, addr, ancillary, msgflags */
@@ -393,7 +397,7 @@ static int sock_recvmsg(lua_State *L) {
 /* ---- getpeercred ---- */
 
 static int sock_getpeercred(lua_State *L) {
-  bsd_socket *s = bsd_checkopen(L, 1);
+  bsd_socket *s = bsd_checkself(L);
 #ifdef SO_PEERCRED
   struct ucred cr;
   socklen_t len = sizeof cr;
@@ -463,28 +467,53 @@ static int buildbatch(lua_State *L, bsd_socket *s, int list, size_t first, size_
   return 1;
 }
 
-static int batcherror(lua_State *L, bsd_socket *s, const char *call,
-                      const struct mmsghdr *m, int err) {
+typedef struct mmsgargs {
+  struct mmsghdr *m;
+  size_t n;           /* datagrams in the batch */
+  size_t done;        /* ... sent of it */
+  size_t before;      /* datagrams sent in earlier batches */
+  int flags;
+  int stop;           /* an error after some went: report the count */
+  int r;
+} mmsgargs;
+
+/* names the address of the datagram that failed, if it has one */
+static int batcherror(lua_State *L, bsd_io *io) {
+  const struct mmsghdr *m = ((mmsgargs *)io->data)->m;
   bsd_addr a;
-  if (!m->msg_hdr.msg_name) return bsd_sockerror(L, s, call, err);
+  if (!m->msg_hdr.msg_name) return bsd_sockerror(L, io->s, io->call, io->err);
   a.len = m->msg_hdr.msg_namelen;
   memcpy(&a.ss, m->msg_hdr.msg_name, a.len);
-  return bsd_addrerror(L, call, &a, err);
+  return bsd_addrerror(L, io->call, &a, io->err);
+}
+
+static bsd_iostatus impl_sendmmsg(lua_State *L, bsd_io *io) {
+  mmsgargs *a = (mmsgargs *)io->data;
+  int r = sendmmsg(io->s->fd, a->m + a->done, (unsigned)(a->n - a->done), a->flags);
+  (void)L;
+  a->r = r;
+  if (r > 0) return BSD_IO_DONE;
+  if (r < 0 && errno == EINTR) return bsd_iosyscall(io, r, BSD_WANT_WRITE);
+  if (a->before + a->done > 0) {   /* report what went; the error comes again next call */
+    a->stop = 1;
+    return BSD_IO_DONE;
+  }
+  if (r == 0) errno = EAGAIN;
+  return bsd_iosyscall(io, -1, BSD_WANT_WRITE);
 }
 
 /* ctx: the argument count. The call waits only while nothing is sent, so
 ** a retry after a yield starts from the first datagram again. */
 static int op_sendmmsg(lua_State *L, int status, lua_KContext ctx) {
-  bsd_socket *s = bsd_checkopen(L, 1);
-  int mode = bsd_callmode(L, s), used = 1, flags, hasdef;
-  double deadline = -1;
+  bsd_io io;
+  bsd_socket *s = bsd_iobegin(L, &io, "sendmmsg", status, (int)ctx);
+  int used = 1, flags, hasdef;
   size_t total, sent = 0, cap;
   bsd_addr def, *addrs;
   struct mmsghdr *m;
   struct iovec *iov;
   char *scratch;
-  if (bsd_resumedlate(L, status, (int)ctx, &deadline))
-    return bsd_sockerror(L, s, "sendmmsg", ETIMEDOUT);
+  mmsgargs a;
   luaL_checktype(L, 2, LUA_TTABLE);
   hasdef = !lua_isnoneornil(L, 3);
   if (hasdef
@@ -503,22 +532,23 @@ static int op_sendmmsg(lua_State *L, int status, lua_KContext ctx) {
       if (sent == 0) return 3;   /* nil, msg, code of the resolver */
       break;
     }
+    a.m = m;
+    a.n = n;
+    a.before = sent;
+    a.flags = flags;
+    a.stop = 0;
+    io.impl = impl_sendmmsg;
+    io.data = &a;
+    io.pusherr = batcherror;
     while (done < n) {
-      int r = sendmmsg(s->fd, m + done, (unsigned)(n - done), flags);
-      if (r > 0) {
-        done += (size_t)r;
-        continue;
-      }
-      if (r < 0 && errno == EINTR) continue;
-      if (sent + done > 0) {   /* report what went; the error comes again next call */
+      int r;
+      a.done = done;
+      if ((r = bsd_iorun(L, &io, ctx, op_sendmmsg)) != BSD_IO_FINISHED) return r;
+      if (a.stop) {
         lua_pushinteger(L, (lua_Integer)sent + (lua_Integer)done);
         return 1;
       }
-      if (r < 0 && errno != EAGAIN && errno != EWOULDBLOCK)
-        return batcherror(L, s, "sendmmsg", m, errno);
-      r = bsd_notready(L, s, "sendmmsg",
-                       bsd_waitready(L, s, mode, BSD_WANT_WRITE, &deadline, ctx, op_sendmmsg));
-      if (r != -2) return r;
+      done += (size_t)a.r;
     }
     sent += n;
   }
@@ -535,21 +565,48 @@ static int sock_sendmmsg(lua_State *L) {
 ** data) lives in upvalue 1 and is reused while it is at most SCRATCH_KEEP
 ** bytes; each datagram then costs its string, its table and, when its
 ** sender differs from the previous one's, its addr. */
-static int op_recvmmsg(lua_State *L, int status, lua_KContext ctx) {
-  bsd_socket *s = bsd_checkopen(L, 1);
-  double deadline = -1;
-  int late = bsd_resumedlate(L, status, (int)ctx, &deadline);  /* first: restores the stack */
-  lua_Integer count = luaL_checkinteger(L, 2);
-  size_t max = checkmaxbytes(L, 3), i, need, per;
-  int flags = bsd_optint(L, 4, 0) | MSG_WAITFORONE;
-  int mode, n, prev = 0, scr;
+typedef struct rmmsgargs {
   struct mmsghdr *m;
   struct iovec *iov;
   struct sockaddr_storage *from;
   char *data;
+  size_t count, max;
+  int flags;
+  int n;
+} rmmsgargs;
+
+static bsd_iostatus impl_recvmmsg(lua_State *L, bsd_io *io) {
+  rmmsgargs *a = (rmmsgargs *)io->data;
+  size_t i;
+  (void)L;
+  for (i = 0; i < a->count; i++) {
+    a->iov[i].iov_base = a->data + i * a->max;
+    a->iov[i].iov_len = a->max;
+    memset(&a->m[i], 0, sizeof a->m[i]);
+    a->m[i].msg_hdr.msg_name = &a->from[i];
+    a->m[i].msg_hdr.msg_namelen = sizeof a->from[i];
+    a->m[i].msg_hdr.msg_iov = &a->iov[i];
+    a->m[i].msg_hdr.msg_iovlen = 1;
+  }
+  a->n = recvmmsg(io->s->fd, a->m, (unsigned)a->count, a->flags, NULL);
+  return bsd_iosyscall(io, a->n, BSD_WANT_READ);
+}
+
+static int op_recvmmsg(lua_State *L, int status, lua_KContext ctx) {
+  bsd_io io;
+  lua_Integer count;
+  size_t max, i, need, per;
+  int flags, n, prev = 0, scr;
+  struct mmsghdr *m;
+  struct iovec *iov;
+  struct sockaddr_storage *from;
+  char *data;
+  rmmsgargs a;
+  bsd_iobegin(L, &io, "recvmmsg", status, (int)ctx);
+  count = luaL_checkinteger(L, 2);
+  max = bsd_checkmaxbytes(L, 3);
+  flags = bsd_optint(L, 4, 0) | MSG_WAITFORONE;
   luaL_argcheck(L, 1 <= count && count <= MMSG_MAX, 2, "count out of range 1..1024");
-  if (late) return bsd_sockerror(L, s, "recvmmsg", ETIMEDOUT);
-  mode = bsd_callmode(L, s);
   per = sizeof *m + sizeof *iov + sizeof *from;
   /* a batch fills at most MMSG_BYTES of buffers: fewer datagrams per call
   ** (recvmmsg may always return fewer) rather than count * maxbytes */
@@ -569,24 +626,17 @@ static int op_recvmmsg(lua_State *L, int status, lua_KContext ctx) {
   iov = (struct iovec *)(void *)((char *)m + (size_t)count * sizeof *m);
   from = (struct sockaddr_storage *)(void *)((char *)iov + (size_t)count * sizeof *iov);
   data = (char *)from + (size_t)count * sizeof *from;
-  for (;;) {
-    for (i = 0; i < (size_t)count; i++) {
-      iov[i].iov_base = data + i * max;
-      iov[i].iov_len = max;
-      memset(&m[i], 0, sizeof m[i]);
-      m[i].msg_hdr.msg_name = &from[i];
-      m[i].msg_hdr.msg_namelen = sizeof from[i];
-      m[i].msg_hdr.msg_iov = &iov[i];
-      m[i].msg_hdr.msg_iovlen = 1;
-    }
-    n = recvmmsg(s->fd, m, (unsigned)count, flags, NULL);
-    if (n >= 0) break;
-    if (errno == EINTR) continue;
-    if (errno != EAGAIN && errno != EWOULDBLOCK) return bsd_sockerror(L, s, "recvmmsg", errno);
-    n = bsd_notready(L, s, "recvmmsg",
-                     bsd_waitready(L, s, mode, BSD_WANT_READ, &deadline, ctx, op_recvmmsg));
-    if (n != -2) return n;
-  }
+  a.m = m;
+  a.iov = iov;
+  a.from = from;
+  a.data = data;
+  a.count = (size_t)count;
+  a.max = max;
+  a.flags = flags;
+  io.impl = impl_recvmmsg;
+  io.data = &a;
+  if ((n = bsd_iorun(L, &io, ctx, op_recvmmsg)) != BSD_IO_FINISHED) return n;
+  n = a.n;
   lua_createtable(L, n, 0);
   for (i = 0; i < (size_t)n; i++) {
     size_t len = m[i].msg_len > max ? max : m[i].msg_len;
@@ -639,10 +689,9 @@ void bsd_open_msg(lua_State *L) {
   lua_pushcfunction(L, guard_gc);
   lua_setfield(L, -2, "__gc");
   lua_pop(L, 1);
+  bsd_addmethods(L, msg_methods);
   luaL_getmetatable(L, BSD_SOCKET_MT);
   lua_getfield(L, -1, "__index");
-  bsd_pushmethodupvalues(L);
-  luaL_setfuncs(L, msg_methods, BSD_METHOD_UPVALUES);
 #if defined(__linux__) && defined(MSG_WAITFORONE)
   bsd_pushmethodupvalues(L);
   lua_newuserdatauv(L, 0, 0);   /* recvmmsg's own scratch, grown on demand */

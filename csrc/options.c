@@ -115,12 +115,6 @@ static int checkbool(lua_State *L, int arg) {
   }
 }
 
-static int checkint(lua_State *L, int arg) {
-  lua_Integer v = luaL_checkinteger(L, arg);
-  luaL_argcheck(L, -0x7FFFFFFF - 1 <= v && v <= 0x7FFFFFFF, arg, "integer out of range");
-  return (int)v;
-}
-
 static void checkinaddr(lua_State *L, int arg, const char *text, struct in_addr *out) {
   if (inet_pton(AF_INET, text, out) != 1)
     luaL_argerror(L, arg, lua_pushfstring(L, "not an IPv4 address: '%s'", text));
@@ -157,9 +151,9 @@ static unsigned ifindexfield(lua_State *L, int t) {
   return idx;
 }
 
-int bsd_setsockopt(lua_State *L) {
-  bsd_socket *s = bsd_checkopen(L, 1);
-  int level = checkint(L, 2), name = checkint(L, 3);
+static int sock_setsockopt(lua_State *L) {
+  bsd_socket *s = bsd_checkself(L);
+  int level = bsd_checkint(L, 2), name = bsd_checkint(L, 3);
   const option *o = findoption(level, name);
   union {
     int i; struct timeval tv; struct linger lg; struct ip_mreq mreq;
@@ -179,7 +173,7 @@ int bsd_setsockopt(lua_State *L) {
   }
   else switch (o->type) {
     case OPT_BOOL: v.i = checkbool(L, 4); len = sizeof v.i; break;
-    case OPT_INT: v.i = checkint(L, 4); len = sizeof v.i; break;
+    case OPT_INT: v.i = bsd_checkint(L, 4); len = sizeof v.i; break;
     case OPT_SECONDS: {
       lua_Number t = luaL_checknumber(L, 4);
       luaL_argcheck(L, t >= 0 && t < 1e9, 4, "seconds out of range");
@@ -273,9 +267,9 @@ static void pushvalue(lua_State *L, opttype type, const void *p) {
   }
 }
 
-int bsd_getsockopt(lua_State *L) {
-  bsd_socket *s = bsd_checkopen(L, 1);
-  int level = checkint(L, 2), name = checkint(L, 3);
+static int sock_getsockopt(lua_State *L) {
+  bsd_socket *s = bsd_checkself(L);
+  int level = bsd_checkint(L, 2), name = bsd_checkint(L, 3);
   const option *o = findoption(level, name);
   union { int i; struct timeval tv; struct linger lg; struct in_addr in; char raw[1]; } v;
   socklen_t len = sizeof v;
@@ -303,4 +297,14 @@ int bsd_getsockopt(lua_State *L) {
   }
   pushvalue(L, o->type, &v);
   return 1;
+}
+
+static const luaL_Reg option_methods[] = {
+  {"setsockopt", sock_setsockopt},
+  {"getsockopt", sock_getsockopt},
+  {NULL, NULL}
+};
+
+void bsd_open_options(lua_State *L) {
+  bsd_addmethods(L, option_methods);
 }

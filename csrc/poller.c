@@ -165,11 +165,37 @@ static unsigned checkevents(lua_State *L, int arg) {
   return ev;
 }
 
+/* has a pollfd method: a table, or a userdata whose metatable has __index */
+static int pollable(lua_State *L, int idx) {
+  int t = lua_type(L, idx);
+  if (t == LUA_TTABLE) return 1;
+  if (t != LUA_TUSERDATA || luaL_getmetafield(L, idx, "__index") == LUA_TNIL) return 0;
+  lua_pop(L, 1);
+  return 1;
+}
+
 /* the descriptor of a registered object, or -1 for a closed socket object
-** (which the kernel or the next wait has already dropped) */
+** (which the kernel or the next wait has already dropped). Besides sockets
+** and integers, any object of the pollable-object protocol (a TLS stream)
+** gives its descriptor through pollfd(). */
 static int objfd(lua_State *L, int idx) {
   bsd_socket *s = (bsd_socket *)luaL_testudata(L, idx, BSD_SOCKET_MT);
   if (s) return s->fd;
+  if (pollable(L, idx)) {
+    idx = lua_absindex(L, idx);
+    if (lua_getfield(L, idx, "pollfd") == LUA_TFUNCTION) {
+      lua_Integer fd;
+      int isint;
+      lua_pushvalue(L, idx);
+      lua_call(L, 1, 1);
+      fd = lua_tointegerx(L, -1, &isint);
+      lua_pop(L, 1);
+      if (!isint || fd < 0 || fd > 0x7FFFFFFF)
+        luaL_argerror(L, idx, "pollfd() gave no descriptor");
+      return (int)fd;
+    }
+    lua_pop(L, 1);
+  }
   return bsd_getfd(L, idx);
 }
 
@@ -433,6 +459,12 @@ static int ctl(lua_State *L, int op, const char *call) {
   }
   err = backend_ctl(L, p, fd, ev, op);
   if (err) return fderror(L, call, fd, err);
+  if (op != 'd') {
+    /* a registered socket tells bsdsocket.loop when it is closed, so the
+    ** tasks waiting on it wake (see closesocket in socket.c) */
+    bsd_socket *s = (bsd_socket *)luaL_testudata(L, 2, BSD_SOCKET_MT);
+    if (s) s->waited = 1;
+  }
   lua_getiuservalue(L, 1, 1);
   if (op == 'd') lua_pushnil(L);
   else lua_pushvalue(L, 2);
@@ -460,7 +492,12 @@ static int poller_wait(lua_State *L) {
   if (t > 0) deadline = bsd_monotime() + t;
   p->n = p->pos = 0;
   while (backend_wait(L, p, ms) < 0) {
-    if (errno != EINTR) return luaL_error(L, "poller wait: %s", strerror(errno));
+    if (errno != EINTR) return bsd_pusherror(L, "poller wait", NULL, errno);
+    /* a signal asked Lua to run a hook (Ctrl-C): return, reporting nothing */
+    if (bsd_interrupted(L)) {
+      p->n = p->pos = 0;
+      break;
+    }
     if (t > 0) {
       double left = deadline - bsd_monotime();
       ms = millis(left < 0 ? 0 : left);
@@ -567,6 +604,38 @@ static const luaL_Reg poller_meta[] = {
   {NULL, NULL}
 };
 
+/* S._ready(obj, "r"|"w" [, timeout]): poll(2) on one descriptor; true
+** once it is ready, false when timeout seconds (default 0: just ask) pass
+** first or when a signal asks Lua to run a hook. bsdsocket.loop's wait
+** asks it before trusting an edge-triggered poller, and waits on it
+** outside tasks. */
+static int poller_ready(lua_State *L) {
+  static const char *const names[] = {"r", "w", NULL};
+  struct pollfd pfd;
+  int fd = objfd(L, 1), ms, r;
+  short events = luaL_checkoption(L, 2, NULL, names) == 0 ? POLLIN : POLLOUT;
+  double t = checktimeout(L, 3), deadline;
+  if (fd < 0) luaL_error(L, "attempt to use a closed socket");
+  if (lua_isnoneornil(L, 3)) t = 0;
+  deadline = t > 0 ? bsd_monotime() + t : 0;
+  ms = millis(t);
+  for (;;) {
+    pfd.fd = fd;
+    pfd.events = events;
+    pfd.revents = 0;
+    r = poll(&pfd, 1, ms);
+    if (r >= 0) break;
+    if (errno != EINTR) return bsd_pusherror(L, "ready", NULL, errno);
+    if (bsd_interrupted(L)) break;
+    if (t > 0) {
+      double left = deadline - bsd_monotime();
+      ms = millis(left < 0 ? 0 : left);
+    }
+  }
+  lua_pushboolean(L, r > 0);
+  return 1;
+}
+
 void bsd_open_poller(lua_State *L) {
   static const struct { const char *name; lua_Integer value; } bits[] = {
     {"POLLIN", POLLIN}, {"POLLPRI", POLLPRI}, {"POLLOUT", POLLOUT},
@@ -588,6 +657,8 @@ void bsd_open_poller(lua_State *L) {
   lua_pop(L, 1);
   lua_pushcfunction(L, poller_new);
   lua_setfield(L, -2, "poller");
+  lua_pushcfunction(L, poller_ready);
+  lua_setfield(L, -2, "_ready");
   for (i = 0; bits[i].name; i++) {
     lua_pushinteger(L, bits[i].value);
     lua_setfield(L, -2, bits[i].name);

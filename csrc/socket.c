@@ -1,8 +1,8 @@
 /*
 ** The socket object: creation, the calls of the Berkeley API, timeouts,
-** and the cooperation with bsdsocket.loop.
+** and the one I/O loop that every call that may block goes through.
 **
-** Every call that may block goes through the same three modes:
+** bsd_iorun waits in one of three ways:
 ** - the kernel blocks (no timeout, descriptor in blocking mode: the fast path);
 ** - the descriptor is non-blocking and poll(2) waits for the deadline;
 ** - inside a task of bsdsocket.loop, the call yields to the scheduler and
@@ -10,7 +10,6 @@
 */
 #include <errno.h>
 #include <fcntl.h>
-#include <limits.h>
 #include <math.h>
 #include <poll.h>
 #include <stdio.h>
@@ -19,20 +18,22 @@
 
 #include "bsdsocket.h"
 
-/* recv never reads more than this per call, so recv(huge) allocates no more */
-#define RECV_MAX (1 << 20)
 /* reads up to this size go through the C stack, larger ones through scratch() */
 #define RECV_SMALL 4096
 #define ADDRSTR_SIZE (sizeof(struct sockaddr_un) + 16)
 
-/* MODE_LATER: the descriptor is non-blocking already, so the call can be
-** tried before knowing whether a wait would poll or yield (task or not);
-** bsd_waitready decides, on EAGAIN only. */
-enum { MODE_BLOCK, MODE_POLL, MODE_NOWAIT, MODE_TASK, MODE_LATER };
+/* How a call waits. LATER: the descriptor is non-blocking already, so the
+** call can be tried before knowing whether a wait would poll or yield (task
+** or not); bsd_iorun decides on the first would-block only. */
+typedef enum waitmode { MODE_BLOCK, MODE_POLL, MODE_NOWAIT, MODE_TASK, MODE_LATER } waitmode;
+
+/* what a wait came to */
+typedef enum waitverdict { WAIT_READY, WAIT_TIMEDOUT, WAIT_NOWAIT, WAIT_INTERRUPTED } waitverdict;
 
 /* registry keys: only their addresses matter */
 const char bsd_taskskey = 't';
 static const char scratchholderkey = 's';
+static const char cancelkey = 'x';  /* loop.cancel's message, from ioresume to bsd_iorun */
 
 /* ---- objects ---- */
 
@@ -58,6 +59,7 @@ bsd_socket *bsd_newsocket(lua_State *L, int fd, int family, int type, int protoc
   s->want = BSD_WANT_READ;
   s->rdrained = 0;
   s->rsticky = 0;
+  s->waited = 0;
   luaL_setmetatable(L, BSD_SOCKET_MT);
   return s;
 }
@@ -67,43 +69,29 @@ bsd_socket *bsd_newsocket(lua_State *L, int fd, int family, int type, int protoc
 ** sockets carry a tag: a full userdata of exactly our size with our tag can
 ** only have been made by bsd_newsocket (Lua code cannot fill userdata).
 ** Anything else goes through luaL_checkudata, which raises the usual error. */
-static bsd_socket *checkself(lua_State *L) {
-  bsd_socket *s = (bsd_socket *)lua_touserdata(L, 1);
+static bsd_socket *tagged(lua_State *L, int idx) {
+  bsd_socket *s = (bsd_socket *)lua_touserdata(L, idx);
   /* size first: a smaller userdata (or a light one, whose rawlen is 0)
   ** must not have its first bytes read as a tag */
-  if (s && lua_rawlen(L, 1) == sizeof(bsd_socket) && s->tag == BSD_SOCKET_TAG
-      && s->fd >= 0)
+  if (s && lua_rawlen(L, idx) == sizeof(bsd_socket) && s->tag == BSD_SOCKET_TAG)
     return s;
+  return NULL;
+}
+
+bsd_socket *bsd_checkself(lua_State *L) {
+  bsd_socket *s = tagged(L, 1);
+  if (s && s->fd >= 0) return s;
   return bsd_checkopen(L, 1);
 }
 
 int bsd_getfd(lua_State *L, int idx) {
-  bsd_socket *s = (bsd_socket *)luaL_testudata(L, idx, BSD_SOCKET_MT);
-  lua_Integer fd;
+  bsd_socket *s = tagged(L, idx);
+  if (!s) s = (bsd_socket *)luaL_testudata(L, idx, BSD_SOCKET_MT);
   if (s) {
     if (s->fd < 0) luaL_error(L, "attempt to use a closed socket");
     return s->fd;
   }
-  fd = luaL_checkinteger(L, idx);
-  luaL_argcheck(L, 0 <= fd && fd <= 0x7FFFFFFF, idx, "not a descriptor");
-  return (int)fd;
-}
-
-int bsd_checkint(lua_State *L, int arg) {
-  lua_Integer v = luaL_checkinteger(L, arg);
-  luaL_argcheck(L, INT_MIN <= v && v <= INT_MAX, arg, "integer out of range");
-  return (int)v;
-}
-
-int bsd_optint(lua_State *L, int arg, int def) {
-  return lua_isnoneornil(L, arg) ? def : bsd_checkint(L, arg);
-}
-
-int bsd_setnonblock(int fd, int on) {
-  int flags = fcntl(fd, F_GETFL);
-  if (flags < 0) return -1;
-  flags = on ? (flags | O_NONBLOCK) : (flags & ~O_NONBLOCK);
-  return fcntl(fd, F_SETFL, flags);
+  return bsd_checkfdnum(L, idx);
 }
 
 static void setfdmode(bsd_socket *s, int nonblock) {
@@ -130,15 +118,20 @@ static int named(const struct sockaddr_storage *ss, socklen_t len) {
   return 1;
 }
 
-/* the peer if connected, else the local address if bound, else nothing */
+/* The peer if connected, else "(local <address>)" if bound, else nothing:
+** a local end is never passed off as the peer. */
 static const char *endtext(lua_State *L, bsd_socket *s) {
   struct sockaddr_storage ss;
   socklen_t len = sizeof ss;
+  char buf[ADDRSTR_SIZE];
+  if (s->fd < 0) return NULL;
   if (getpeername(s->fd, (struct sockaddr *)&ss, &len) == 0 && named(&ss, len))
     return addrtext(L, (struct sockaddr *)&ss, len);
   len = sizeof ss;
-  if (getsockname(s->fd, (struct sockaddr *)&ss, &len) == 0 && named(&ss, len))
-    return addrtext(L, (struct sockaddr *)&ss, len);
+  if (getsockname(s->fd, (struct sockaddr *)&ss, &len) == 0 && named(&ss, len)) {
+    bsd_addrtostring((struct sockaddr *)&ss, len, buf, sizeof buf);
+    return lua_pushfstring(L, "(local %s)", buf);
+  }
   return NULL;
 }
 
@@ -150,7 +143,7 @@ int bsd_addrerror(lua_State *L, const char *call, const bsd_addr *a, int err) {
   return bsd_pusherror(L, call, addrtext(L, (const struct sockaddr *)&a->ss, a->len), err);
 }
 
-/* ---- waiting ---- */
+/* ---- the I/O loop ---- */
 
 static int intask(lua_State *L) {
   int found;
@@ -161,7 +154,7 @@ static int intask(lua_State *L) {
   return found;
 }
 
-static int waitmode(lua_State *L, bsd_socket *s) {
+static waitmode modenow(lua_State *L, bsd_socket *s) {
   if (intask(L)) {
     setfdmode(s, 1);
     return MODE_TASK;
@@ -174,70 +167,162 @@ static int waitmode(lua_State *L, bsd_socket *s) {
 ** task costs a table lookup by thread, so on a non-blocking descriptor
 ** (every socket a task has used) the question waits until the call would
 ** block. */
-int bsd_callmode(lua_State *L, bsd_socket *s) {
+static waitmode callmode(lua_State *L, bsd_socket *s) {
   if (s->timeout == 0) return MODE_NOWAIT;
   if (s->fd_nonblock) return MODE_LATER;
-  return waitmode(L, s);
+  return modenow(L, s);
 }
 
-/* On resumption of a yielded call (the loop resumes with one value): drop
+/* On resumption of a yielded call the loop resumes with one value: true
+** (ready), false (the deadline passed) or a message (loop.cancel). Drop
 ** what the yield left, recover the call's deadline (kept on the stack under
-** the yielded values, so a spurious wake-up does not extend it) and tell
-** whether the scheduler said the deadline passed. */
-int bsd_resumedlate(lua_State *L, int status, int nargs, double *deadline) {
-  int late = 0;
+** the yielded values, so a spurious wake-up does not extend it) and the
+** verdict; a cancel's message stays on the stack for bsd_iorun. */
+static void ioresume(lua_State *L, bsd_io *io, bsd_socket *s, const char *call,
+                     int status, int nargs) {
+  io->s = s;
+  io->call = call;
+  io->impl = NULL;
+  io->data = NULL;
+  io->want = BSD_WANT_READ;
+  io->err = 0;
+  io->peer = NULL;
+  io->pusherr = NULL;
+  io->waitfirst = 0;
+  io->kctx = 0;
+  io->deadline = -1;
+  io->late = 0;
+  io->cancel = 0;
   if (status == LUA_YIELD) {
-    late = !lua_toboolean(L, -1);
-    *deadline = lua_isnumber(L, -2) ? lua_tonumber(L, -2) : -1;
+    io->late = !lua_toboolean(L, -1);
+    io->deadline = lua_isnumber(L, -2) ? lua_tonumber(L, -2) : -1;
+    if (lua_type(L, -1) == LUA_TSTRING) {  /* out of the way of optional arguments */
+      lua_rawsetp(L, LUA_REGISTRYINDEX, &cancelkey);
+      io->cancel = 1;
+    }
     lua_settop(L, nargs);
   }
-  return late;
+  io->mode = s->fd < 0 ? MODE_NOWAIT : callmode(L, s);
 }
 
-/* Called when a call would block. Returns 1 when the socket is ready (retry
-** the call), 0 when the deadline passed (ETIMEDOUT), -1 for a non-blocking
-** socket (EAGAIN). In a task it yields to the loop and does not return:
-** the loop resumes k, which retries. */
-int bsd_waitready(lua_State *L, bsd_socket *s, int mode, int want,
-                     double *deadline, lua_KContext ctx, lua_KFunction k) {
-  s->want = want;
-  if (mode == MODE_NOWAIT) return -1;
-  if (mode == MODE_LATER) mode = waitmode(L, s);
-  if (mode == MODE_TASK) {
-    if (s->timeout > 0 && *deadline < 0) *deadline = bsd_monotime() + s->timeout;
-    if (*deadline < 0) lua_pushnil(L);
-    else lua_pushnumber(L, *deadline);  /* stays for resumedlate */
-    lua_pushliteral(L, "bsdsocket.wait");
-    lua_pushvalue(L, 1);
-    lua_pushinteger(L, want);
-    lua_pushvalue(L, -4);
-    return lua_yieldk(L, 4, ctx, k);
+void bsd_iobeginwith(lua_State *L, bsd_io *io, bsd_socket *s, const char *call,
+                     int status, int nargs) {
+  ioresume(L, io, s, call, status, nargs);
+}
+
+/* A socket closed while its call waited (by another task) ends the call
+** with an error result, not the closed-socket error a new call raises. */
+bsd_socket *bsd_iobegin(lua_State *L, bsd_io *io, const char *call, int status, int nargs) {
+  bsd_socket *s = status == LUA_YIELD ? bsd_checksocket(L, 1) : bsd_checkself(L);
+  ioresume(L, io, s, call, status, nargs);
+  return s;
+}
+
+int bsd_ioerror(lua_State *L, bsd_io *io, int err) {
+  io->err = err;
+  if (err == EBADF && io->s->fd < 0)
+    return bsd_pushfail(L, io->call, NULL, "socket closed while waiting", "EBADF");
+  if (io->pusherr) return io->pusherr(L, io);
+  if (io->peer) return bsd_addrerror(L, io->call, io->peer, err);
+  return bsd_sockerror(L, io->s, io->call, err);
+}
+
+bsd_iostatus bsd_iosyscall(bsd_io *io, long n, int want) {
+  if (n >= 0) return BSD_IO_DONE;
+  if (errno == EAGAIN || errno == EWOULDBLOCK) {
+    io->want = want;
+    return BSD_IO_WAIT;
   }
+  io->err = errno;
+  return BSD_IO_FAIL;
+}
+
+/* Inside a task: yields "bsdsocket.wait", obj, events, deadline to the loop,
+** which resumes the continuation k when the socket is ready (true) or the
+** deadline passed (false). The deadline stays on the stack for ioresume. */
+static int yieldwait(lua_State *L, bsd_io *io, lua_KContext kctx, lua_KFunction k) {
+  bsd_socket *s = io->s;
+  if (s->timeout > 0 && io->deadline < 0) io->deadline = bsd_monotime() + s->timeout;
+  if (io->deadline < 0) lua_pushnil(L);
+  else lua_pushnumber(L, io->deadline);
+  lua_pushliteral(L, "bsdsocket.wait");
+  lua_pushvalue(L, 1);
+  lua_pushinteger(L, io->want);
+  lua_pushvalue(L, -4);
+  s->waited = 1;
+  return lua_yieldk(L, 4, kctx, k);
+}
+
+/* Outside tasks: poll(2) until ready, the deadline, or a signal for Lua. */
+static waitverdict pollwait(lua_State *L, bsd_io *io) {
+  bsd_socket *s = io->s;
   for (;;) {
     struct pollfd pfd;
     int ms = -1, r;
     if (s->timeout > 0) {
       double left, now = bsd_monotime();
-      if (*deadline < 0) *deadline = now + s->timeout;
-      left = *deadline - now;
-      if (left <= 0) return 0;
+      if (io->deadline < 0) io->deadline = now + s->timeout;
+      left = io->deadline - now;
+      if (left <= 0) return WAIT_TIMEDOUT;
       ms = (int)ceil(left * 1000);
     }
     pfd.fd = s->fd;
-    pfd.events = (short)((want & BSD_WANT_READ ? POLLIN : 0) | (want & BSD_WANT_WRITE ? POLLOUT : 0));
+    pfd.events = (short)((io->want & BSD_WANT_READ ? POLLIN : 0)
+                         | (io->want & BSD_WANT_WRITE ? POLLOUT : 0));
     pfd.revents = 0;
     r = poll(&pfd, 1, ms);
-    if (r > 0) return 1;
-    if (r < 0 && errno != EINTR) return 1;  /* let the call itself report */
+    if (r > 0) return WAIT_READY;
+    if (r < 0 && errno == EINTR) {
+      if (bsd_interrupted(L)) return WAIT_INTERRUPTED;
+    }
+    else if (r < 0) return WAIT_READY;  /* let the call itself report */
   }
 }
 
-/* Maps waitready's verdict to a result: retry (-2) or an error pushed. */
-int bsd_notready(lua_State *L, bsd_socket *s, const char *call, int verdict) {
-  if (verdict == 1) return -2;
-  return bsd_sockerror(L, s, call, verdict == 0 ? ETIMEDOUT : EAGAIN);
+static waitverdict waitready(lua_State *L, bsd_io *io, lua_KContext kctx, lua_KFunction k) {
+  io->s->want = io->want;
+  if (io->mode == MODE_NOWAIT) return WAIT_NOWAIT;
+  if (io->mode == MODE_LATER) io->mode = modenow(L, io->s);
+  if (io->mode == MODE_TASK) yieldwait(L, io, kctx, k);  /* does not return */
+  return pollwait(L, io);
 }
 
+int bsd_iorun(lua_State *L, bsd_io *io, lua_KContext kctx, lua_KFunction k) {
+  io->kctx = kctx;
+  if (io->cancel) {
+    lua_rawgetp(L, LUA_REGISTRYINDEX, &cancelkey);
+    lua_pushnil(L);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &cancelkey);
+    return bsd_pushfail(L, io->call, NULL, lua_tostring(L, -1), "ECANCELED");
+  }
+  if (io->s->fd < 0) return bsd_ioerror(L, io, EBADF);
+  if (io->late) return bsd_ioerror(L, io, ETIMEDOUT);
+  if (io->waitfirst && io->mode != MODE_NOWAIT && modenow(L, io->s) == MODE_TASK) {
+    io->mode = MODE_TASK;
+    waitready(L, io, io->kctx, k);
+  }
+  for (;;) {
+    switch (io->impl(L, io)) {
+      case BSD_IO_DONE:
+        return BSD_IO_FINISHED;
+      case BSD_IO_PROGRESS:
+        io->deadline = -1;
+        break;
+      case BSD_IO_FAIL:
+        if (io->err != EINTR) return bsd_ioerror(L, io, io->err);
+        if (bsd_interrupted(L)) return bsd_ioerror(L, io, EINTR);
+        break;
+      case BSD_IO_WAIT:
+        switch (waitready(L, io, io->kctx, k)) {
+          case WAIT_READY: break;
+          case WAIT_TIMEDOUT: return bsd_ioerror(L, io, ETIMEDOUT);
+          case WAIT_NOWAIT: return bsd_ioerror(L, io, EAGAIN);
+          case WAIT_INTERRUPTED: return bsd_ioerror(L, io, EINTR);
+        }
+        break;
+    }
+  }
+}
 
 /* ---- creation ---- */
 
@@ -307,24 +392,54 @@ bsd_socket *bsd_wrapfd(lua_State *L, int fd) {
 }
 
 static int sock_fromfd(lua_State *L) {
-  lua_Integer fd = luaL_checkinteger(L, 1);
-  luaL_argcheck(L, 0 <= fd && fd <= 0x7FFFFFFF, 1, "not a descriptor");
-  if (!bsd_wrapfd(L, (int)fd)) return bsd_pusherror(L, "fromfd", NULL, errno);
+  if (!bsd_wrapfd(L, bsd_checkfdnum(L, 1))) return bsd_pusherror(L, "fromfd", NULL, errno);
   return 1;
 }
 
 /* ---- closing ---- */
 
-static int sock_close(lua_State *L) {
-  bsd_socket *s = bsd_checksocket(L, 1);
-  if (s->fd >= 0) {
-    int fd = s->fd;
-    s->fd = -1;
-    /* Linux frees the descriptor even when close reports EINTR */
-    if (close(fd) < 0 && errno != EINTR) return bsd_pusherror(L, "close", NULL, errno);
+/* registry key of bsdsocket.loop's function that wakes the tasks waiting
+** on a socket being closed (S._setclosehook) */
+static const char closehookkey = 'c';
+
+/* Closes the descriptor; a task of the loop that waits on the socket is
+** told, so its call ends with an error result instead of waiting forever
+** on a descriptor the poller no longer watches. */
+static int closesocket(lua_State *L, bsd_socket *s) {
+  int fd = s->fd, r, err;
+  if (fd < 0) return 0;
+  s->fd = -1;
+  r = close(fd);
+  err = errno;
+  if (s->waited) {
+    s->waited = 0;
+    if (lua_rawgetp(L, LUA_REGISTRYINDEX, &closehookkey) == LUA_TFUNCTION) {
+      lua_pushvalue(L, 1);
+      lua_call(L, 1, 0);
+    }
+    else lua_pop(L, 1);
   }
+  /* Linux frees the descriptor even when close reports EINTR */
+  return r < 0 && err != EINTR ? err : 0;
+}
+
+static int sock_close(lua_State *L) {
+  int err = closesocket(L, bsd_checksocket(L, 1));
+  if (err) return bsd_pusherror(L, "close", NULL, err);
   lua_pushboolean(L, 1);
   return 1;
+}
+
+static int sock_toclose(lua_State *L) {
+  closesocket(L, bsd_checksocket(L, 1));
+  return 0;
+}
+
+static int sock_setclosehook(lua_State *L) {
+  if (!lua_isnil(L, 1)) luaL_checktype(L, 1, LUA_TFUNCTION);
+  lua_settop(L, 1);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &closehookkey);
+  return 0;
 }
 
 static int sock_gc(lua_State *L) {
@@ -337,21 +452,21 @@ static int sock_gc(lua_State *L) {
 }
 
 static int sock_detach(lua_State *L) {
-  bsd_socket *s = checkself(L);
+  bsd_socket *s = bsd_checkself(L);
   lua_pushinteger(L, s->fd);
   s->fd = -1;
   return 1;
 }
 
 static int sock_fileno(lua_State *L) {
-  lua_pushinteger(L, checkself(L)->fd);
+  lua_pushinteger(L, bsd_checkself(L)->fd);
   return 1;
 }
 
 /* ---- addresses ---- */
 
 static int sock_bind(lua_State *L) {
-  bsd_socket *s = checkself(L);
+  bsd_socket *s = bsd_checkself(L);
   bsd_addr a;
   if (bsd_getaddrarg(L, 2, s->family, s->type, "bind", &a) == 0) return 3;
   if (bind(s->fd, (struct sockaddr *)&a.ss, a.len) < 0)
@@ -361,7 +476,7 @@ static int sock_bind(lua_State *L) {
 }
 
 static int sock_listen(lua_State *L) {
-  bsd_socket *s = checkself(L);
+  bsd_socket *s = bsd_checkself(L);
   int backlog = bsd_optint(L, 2, SOMAXCONN);
   if (listen(s->fd, backlog) < 0) return bsd_sockerror(L, s, "listen", errno);
   lua_pushboolean(L, 1);
@@ -379,36 +494,42 @@ static int pushname(lua_State *L, bsd_socket *s, int peer) {
 }
 
 static int sock_getsockname(lua_State *L) {
-  return pushname(L, checkself(L), 0);
+  return pushname(L, bsd_checkself(L), 0);
 }
 
 static int sock_getpeername(lua_State *L) {
-  return pushname(L, checkself(L), 1);
+  return pushname(L, bsd_checkself(L), 1);
 }
 
 /* ---- accept and connect ---- */
 
-static int op_accept(lua_State *L, int status, lua_KContext ctx) {
-  bsd_socket *s = checkself(L);
-  int mode = bsd_callmode(L, s);
-  double deadline = -1;
+typedef struct acceptargs {
   struct sockaddr_storage ss;
   socklen_t len;
-  int fd, collected = 0;
-  if (bsd_resumedlate(L, status, (int)ctx, &deadline)) return bsd_sockerror(L, s, "accept", ETIMEDOUT);
-  for (;;) {
-    int r;
-    len = sizeof ss;
-    fd = accept4(s->fd, (struct sockaddr *)&ss, &len, SOCK_CLOEXEC);
-    if (fd >= 0) break;
-    if (errno == EINTR || errno == ECONNABORTED) continue;
-    if (!collected && (collected = outoffds(L)) != 0) continue;
-    if (errno != EAGAIN && errno != EWOULDBLOCK) return bsd_sockerror(L, s, "accept", errno);
-    r = bsd_notready(L, s, "accept", bsd_waitready(L, s, mode, BSD_WANT_READ, &deadline, ctx, op_accept));
-    if (r != -2) return r;
-  }
-  bsd_newsocket(L, fd, s->family, s->type, s->protocol);
-  bsd_newaddr(L, (struct sockaddr *)&ss, len);
+  int fd;
+  int collected;   /* the collector ran once for EMFILE already */
+} acceptargs;
+
+static bsd_iostatus impl_accept(lua_State *L, bsd_io *io) {
+  acceptargs *a = (acceptargs *)io->data;
+  a->len = sizeof a->ss;
+  a->fd = accept4(io->s->fd, (struct sockaddr *)&a->ss, &a->len, SOCK_CLOEXEC);
+  if (a->fd < 0 && errno == ECONNABORTED) errno = EINTR;  /* try the next one */
+  if (a->fd < 0 && !a->collected && (a->collected = outoffds(L)) != 0) errno = EINTR;
+  return bsd_iosyscall(io, a->fd, BSD_WANT_READ);
+}
+
+static int op_accept(lua_State *L, int status, lua_KContext ctx) {
+  bsd_io io;
+  bsd_socket *s = bsd_iobegin(L, &io, "accept", status, (int)ctx);
+  acceptargs a;
+  int r;
+  a.collected = 0;
+  io.impl = impl_accept;
+  io.data = &a;
+  if ((r = bsd_iorun(L, &io, ctx, op_accept)) != BSD_IO_FINISHED) return r;
+  bsd_newsocket(L, a.fd, s->family, s->type, s->protocol);
+  bsd_newaddr(L, (struct sockaddr *)&a.ss, a.len);
   return 2;
 }
 
@@ -416,45 +537,78 @@ static int sock_accept(lua_State *L) {
   return op_accept(L, LUA_OK, lua_gettop(L));
 }
 
-static int connectresult(lua_State *L, bsd_socket *s, int err) {
-  bsd_addr a;
-  if (err == 0) {
-    lua_pushboolean(L, 1);
-    return 1;
-  }
-  /* name the peer we tried, which getpeername cannot tell */
-  if (bsd_getaddrarg(L, 2, s->family, s->type, "connect", &a) == 0) return 3;
-  return bsd_addrerror(L, "connect", &a, err);
-}
-
 /* ctx: argument count, plus CONNECTING once the connect is under way (the
 ** retry then asks SO_ERROR instead of connecting again) */
 #define CONNECTING 0x10000
 
-static int op_connect(lua_State *L, int status, lua_KContext ctx) {
-  bsd_socket *s = checkself(L);
-  int argc = (int)(ctx & 0xFFFF), mode = bsd_callmode(L, s), wait;
-  double deadline = -1;
+typedef struct connectargs {
   bsd_addr a;
-  if (bsd_resumedlate(L, status, argc, &deadline)) return connectresult(L, s, ETIMEDOUT);
-  if (!(ctx & CONNECTING)) {
-    if (bsd_getaddrarg(L, 2, s->family, s->type, "connect", &a) == 0) return 3;
-    if (connect(s->fd, (struct sockaddr *)&a.ss, a.len) == 0) return connectresult(L, s, 0);
-    if (errno != EINPROGRESS && errno != EINTR && errno != EAGAIN)
-      return bsd_addrerror(L, "connect", &a, errno);
-    if (mode == MODE_NOWAIT) return bsd_addrerror(L, "connect", &a, EINPROGRESS);
-    ctx |= CONNECTING;
+  int started;
+} connectargs;
+
+static bsd_iostatus impl_connect(lua_State *L, bsd_io *io) {
+  connectargs *c = (connectargs *)io->data;
+  int err = 0;
+  socklen_t len = sizeof err;
+  if (!c->started) {
+    c->started = 1;
+    io->kctx |= CONNECTING;
+    if (connect(io->s->fd, (struct sockaddr *)&c->a.ss, c->a.len) == 0) return BSD_IO_DONE;
+    if (errno == EINTR && bsd_interrupted(L)) {  /* the handshake goes on; Lua first */
+      io->err = EINTR;
+      return BSD_IO_FAIL;
+    }
+    if (errno != EINPROGRESS && errno != EINTR && errno != EAGAIN) {
+      c->started = 0;  /* so the message names the address parsed already */
+      io->err = errno;
+      return BSD_IO_FAIL;
+    }
+    if (io->s->timeout == 0) {  /* non-blocking: the script polls for "w" */
+      io->s->want = BSD_WANT_WRITE;
+      io->err = EINPROGRESS;
+      return BSD_IO_FAIL;
+    }
+    io->want = BSD_WANT_WRITE;
+    return BSD_IO_WAIT;
   }
-  /* resumed by the loop: the socket is writable, so the outcome is known */
-  for (wait = status == LUA_YIELD ? 0 : 1;; wait = 1) {
-    int err = 0;
-    socklen_t len = sizeof err;
-    if (wait && bsd_waitready(L, s, mode == MODE_BLOCK ? MODE_POLL : mode, BSD_WANT_WRITE,
-                          &deadline, ctx, op_connect) == 0)
-      return connectresult(L, s, ETIMEDOUT);
-    if (getsockopt(s->fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0) err = errno;
-    if (err != EINPROGRESS && err != EALREADY) return connectresult(L, s, err);
+  /* writable: the outcome is known */
+  if (getsockopt(io->s->fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0) err = errno;
+  if (err == 0) return BSD_IO_DONE;
+  if (err == EINPROGRESS || err == EALREADY) {
+    io->want = BSD_WANT_WRITE;
+    return BSD_IO_WAIT;
   }
+  io->err = err;
+  return BSD_IO_FAIL;
+}
+
+/* names the peer we tried, which getpeername cannot tell; on a resumed
+** connect the address is read again only now, for the message */
+static int connecterror(lua_State *L, bsd_io *io) {
+  connectargs *c = (connectargs *)io->data;
+  int err = io->err;
+  if (io->s->fd < 0) return bsd_pushfail(L, io->call, NULL, "socket closed while waiting", "EBADF");
+  if (c->started && bsd_getaddrarg(L, 2, io->s->family, io->s->type, "connect", &c->a) == 0)
+    return 3;
+  return bsd_addrerror(L, "connect", &c->a, err);
+}
+
+static int op_connect(lua_State *L, int status, lua_KContext ctx) {
+  bsd_io io;
+  int argc = (int)(ctx & 0xFFFF), r;
+  bsd_socket *s = bsd_iobegin(L, &io, "connect", status, argc);
+  connectargs c;
+  c.started = (ctx & CONNECTING) != 0;
+  if (!c.started && bsd_getaddrarg(L, 2, s->family, s->type, "connect", &c.a) == 0) return 3;
+  io.impl = impl_connect;
+  io.data = &c;
+  io.pusherr = connecterror;
+  /* a blocking socket waits for the handshake in poll(2), not in connect(2),
+  ** whose EINTR would leave the outcome to guess */
+  if (io.mode == MODE_BLOCK) io.mode = MODE_POLL;
+  if ((r = bsd_iorun(L, &io, ctx, op_connect)) != BSD_IO_FINISHED) return r;
+  lua_pushboolean(L, 1);
+  return 1;
 }
 
 static int sock_connect(lua_State *L) {
@@ -463,10 +617,6 @@ static int sock_connect(lua_State *L) {
 
 /* ---- sending ---- */
 
-static const char *checkdata(lua_State *L, int arg, size_t *len) {
-  return luaL_checklstring(L, arg, len);
-}
-
 /* data:sub(i, j) bounds, as string.sub counts them */
 static size_t posrelat(lua_Integer pos, size_t len) {
   if (pos >= 0) return (size_t)pos;
@@ -474,70 +624,74 @@ static size_t posrelat(lua_Integer pos, size_t len) {
   return len + (size_t)pos + 1;
 }
 
+typedef struct sendargs {
+  const char *data;
+  size_t len;
+  size_t done;           /* bytes sent (sendall: so far) */
+  int flags;
+  const bsd_addr *to;    /* sendto */
+} sendargs;
+
+static bsd_iostatus impl_send(lua_State *L, bsd_io *io) {
+  sendargs *a = (sendargs *)io->data;
+  ssize_t n = send(io->s->fd, a->data, a->len, a->flags);
+  (void)L;
+  if (n >= 0) a->done = (size_t)n;
+  return bsd_iosyscall(io, n, BSD_WANT_WRITE);
+}
+
 static int op_send(lua_State *L, int status, lua_KContext ctx) {
-  bsd_socket *s = checkself(L);
-  size_t len, i, j;
-  const char *data = checkdata(L, 2, &len);
-  int flags, mode = bsd_callmode(L, s);
-  double deadline = -1;
-  if (bsd_resumedlate(L, status, (int)ctx, &deadline)) return bsd_sockerror(L, s, "send", ETIMEDOUT);
-  if (lua_gettop(L) == 2) {  /* the common send(data) */
-    flags = MSG_NOSIGNAL;
-    i = 1;
-    j = len;
-  }
+  bsd_io io;
+  sendargs a;
+  int r;
+  bsd_iobegin(L, &io, "send", status, (int)ctx);
+  a.data = luaL_checklstring(L, 2, &a.len);
+  if (lua_gettop(L) == 2)  /* the common send(data) */
+    a.flags = MSG_NOSIGNAL;
   else {
-    flags = bsd_optint(L, 5, 0) | MSG_NOSIGNAL;
-    i = posrelat(luaL_optinteger(L, 3, 1), len);
-    j = posrelat(luaL_optinteger(L, 4, -1), len);
+    size_t i = posrelat(luaL_optinteger(L, 3, 1), a.len);
+    size_t j = posrelat(luaL_optinteger(L, 4, -1), a.len);
+    a.flags = bsd_optint(L, 5, 0) | MSG_NOSIGNAL;
     if (i < 1) i = 1;
-    if (j > len) j = len;
+    if (j > a.len) j = a.len;
+    a.data += i - 1;
+    a.len = i > j ? 0 : j - i + 1;
   }
-  for (;;) {
-    ssize_t n = i > j ? send(s->fd, data, 0, flags)
-                      : send(s->fd, data + i - 1, j - i + 1, flags);
-    int r;
-    if (n >= 0) {
-      lua_pushinteger(L, n);
-      return 1;
-    }
-    if (errno == EINTR) continue;
-    if (errno != EAGAIN && errno != EWOULDBLOCK) return bsd_sockerror(L, s, "send", errno);
-    r = bsd_notready(L, s, "send", bsd_waitready(L, s, mode, BSD_WANT_WRITE, &deadline, ctx, op_send));
-    if (r != -2) return r;
-  }
+  io.impl = impl_send;
+  io.data = &a;
+  if ((r = bsd_iorun(L, &io, ctx, op_send)) != BSD_IO_FINISHED) return r;
+  lua_pushinteger(L, (lua_Integer)a.done);
+  return 1;
 }
 
 static int sock_send(lua_State *L) {
   return op_send(L, LUA_OK, lua_gettop(L));
 }
 
-/* ctx: bytes sent so far, kept across yields */
+/* sends the rest; the count so far rides in the continuation's context */
+static bsd_iostatus impl_sendall(lua_State *L, bsd_io *io) {
+  sendargs *a = (sendargs *)io->data;
+  ssize_t n;
+  (void)L;
+  if (a->done >= a->len) return BSD_IO_DONE;
+  n = send(io->s->fd, a->data + a->done, a->len - a->done, MSG_NOSIGNAL);
+  if (n < 0) return bsd_iosyscall(io, n, BSD_WANT_WRITE);
+  a->done += (size_t)n;
+  io->kctx = (lua_KContext)a->done;
+  return a->done >= a->len ? BSD_IO_DONE : BSD_IO_PROGRESS;
+}
+
 static int op_sendall(lua_State *L, int status, lua_KContext ctx) {
-  bsd_socket *s = checkself(L);
-  size_t len, sent = (size_t)ctx;
-  const char *data = checkdata(L, 2, &len);
-  int mode = bsd_callmode(L, s);
-  double deadline = -1;
-  if (bsd_resumedlate(L, status, 2, &deadline)) {
-    bsd_sockerror(L, s, "sendall", ETIMEDOUT);
-    lua_pushinteger(L, (lua_Integer)sent);
-    return 4;
-  }
-  while (sent < len) {
-    ssize_t n = send(s->fd, data + sent, len - sent, MSG_NOSIGNAL);
-    int r;
-    if (n >= 0) {
-      sent += (size_t)n;
-      deadline = -1;  /* progress: the timeout counts from here */
-      continue;
-    }
-    if (errno == EINTR) continue;
-    if (errno != EAGAIN && errno != EWOULDBLOCK) r = bsd_sockerror(L, s, "sendall", errno);
-    else r = bsd_notready(L, s, "sendall",
-                      bsd_waitready(L, s, mode, BSD_WANT_WRITE, &deadline, (lua_KContext)sent, op_sendall));
-    if (r == -2) continue;
-    lua_pushinteger(L, (lua_Integer)sent);
+  bsd_io io;
+  sendargs a;
+  int r;
+  bsd_iobegin(L, &io, "sendall", status, 2);
+  a.data = luaL_checklstring(L, 2, &a.len);
+  a.done = (size_t)ctx;
+  io.impl = impl_sendall;
+  io.data = &a;
+  if ((r = bsd_iorun(L, &io, ctx, op_sendall)) != BSD_IO_FINISHED) {
+    lua_pushinteger(L, (lua_Integer)a.done);
     return r + 1;
   }
   lua_pushboolean(L, 1);
@@ -549,28 +703,31 @@ static int sock_sendall(lua_State *L) {
   return op_sendall(L, LUA_OK, 0);
 }
 
+static bsd_iostatus impl_sendto(lua_State *L, bsd_io *io) {
+  sendargs *a = (sendargs *)io->data;
+  ssize_t n = sendto(io->s->fd, a->data, a->len, a->flags,
+                     (const struct sockaddr *)&a->to->ss, a->to->len);
+  (void)L;
+  if (n >= 0) a->done = (size_t)n;
+  return bsd_iosyscall(io, n, BSD_WANT_WRITE);
+}
+
 static int op_sendto(lua_State *L, int status, lua_KContext ctx) {
-  bsd_socket *s = checkself(L);
-  size_t len;
-  const char *data = checkdata(L, 2, &len);
-  int mode = bsd_callmode(L, s), used, flags;
-  double deadline = -1;
-  bsd_addr a;
-  if (bsd_resumedlate(L, status, (int)ctx, &deadline)) return bsd_sockerror(L, s, "sendto", ETIMEDOUT);
-  if ((used = bsd_getaddrarg(L, 3, s->family, s->type, "sendto", &a)) == 0) return 3;
-  flags = (lua_gettop(L) < 3 + used ? 0 : bsd_optint(L, 3 + used, 0)) | MSG_NOSIGNAL;
-  for (;;) {
-    ssize_t n = sendto(s->fd, data, len, flags, (struct sockaddr *)&a.ss, a.len);
-    int r;
-    if (n >= 0) {
-      lua_pushinteger(L, n);
-      return 1;
-    }
-    if (errno == EINTR) continue;
-    if (errno != EAGAIN && errno != EWOULDBLOCK) return bsd_addrerror(L, "sendto", &a, errno);
-    r = bsd_notready(L, s, "sendto", bsd_waitready(L, s, mode, BSD_WANT_WRITE, &deadline, ctx, op_sendto));
-    if (r != -2) return r;
-  }
+  bsd_io io;
+  sendargs a;
+  bsd_addr to;
+  int used, r;
+  bsd_socket *s = bsd_iobegin(L, &io, "sendto", status, (int)ctx);
+  a.data = luaL_checklstring(L, 2, &a.len);
+  if ((used = bsd_getaddrarg(L, 3, s->family, s->type, "sendto", &to)) == 0) return 3;
+  a.flags = (lua_gettop(L) < 3 + used ? 0 : bsd_optint(L, 3 + used, 0)) | MSG_NOSIGNAL;
+  a.to = &to;
+  io.impl = impl_sendto;
+  io.data = &a;
+  io.peer = &to;
+  if ((r = bsd_iorun(L, &io, ctx, op_sendto)) != BSD_IO_FINISHED) return r;
+  lua_pushinteger(L, (lua_Integer)a.done);
+  return 1;
 }
 
 static int sock_sendto(lua_State *L) {
@@ -579,16 +736,10 @@ static int sock_sendto(lua_State *L) {
 
 /* ---- receiving ---- */
 
-static size_t checkmaxbytes(lua_State *L, int arg) {
-  lua_Integer n = luaL_checkinteger(L, arg);
-  luaL_argcheck(L, n >= 0, arg, "negative byte count");
-  return n > RECV_MAX ? RECV_MAX : (size_t)n;
-}
-
 /* Reads over RECV_SMALL land in one buffer per module instance (the
 ** methods' shared BSD_UV_SCRATCH table holds it, grown on demand up to
-** RECV_MAX), and only the bytes received are copied into the string: no
-** allocation of maxbytes per call, none at all for a call that finds
+** BSD_RECV_MAX), and only the bytes received are copied into the string:
+** no allocation of maxbytes per call, none at all for a call that finds
 ** nothing to read. */
 static char *scratch(lua_State *L, size_t size) {
   char *p;
@@ -602,54 +753,68 @@ static char *scratch(lua_State *L, size_t size) {
   return p;
 }
 
-static int recvinto(lua_State *L, lua_KContext ctx, lua_KFunction k, double deadline,
-                    const char *call, struct sockaddr_storage *from, socklen_t *fromlen) {
-  bsd_socket *s = checkself(L);
-  size_t max = checkmaxbytes(L, 2);
-  int flags = lua_gettop(L) == 2 ? 0 : bsd_optint(L, 3, 0);
-  int mode = bsd_callmode(L, s);
-  int hinted = flags == 0 && s->type == SOCK_STREAM &&
-               (s->family == AF_INET || s->family == AF_INET6);
+typedef struct recvargs {
+  char *buf;
+  size_t max;
+  size_t got;
+  int flags;
+  int hinted;           /* the short-read hint applies (TCP, no flags) */
+  struct sockaddr_storage from;
+  socklen_t fromlen;
+  int wantfrom;
+} recvargs;
+
+static bsd_iostatus impl_recv(lua_State *L, bsd_io *io) {
+  recvargs *a = (recvargs *)io->data;
+  bsd_socket *s = io->s;
+  ssize_t n;
+  (void)L;
+  if (a->wantfrom) {
+    a->fromlen = sizeof a->from;
+    n = recvfrom(s->fd, a->buf, a->max, a->flags, (struct sockaddr *)&a->from, &a->fromlen);
+  }
+  else n = recv(s->fd, a->buf, a->max, a->flags);
+  if (n < 0) return bsd_iosyscall(io, n, BSD_WANT_READ);
+  if ((size_t)n > a->max) n = (ssize_t)a->max;  /* MSG_TRUNC reports the real length */
+  /* A short TCP read: the queue was empty then, and whatever comes since
+  ** makes the loop's poller report the socket (edge-triggered), so the next
+  ** recv in a task may wait for that report instead of trying. Not at EOF,
+  ** which no later report announces again; nor once rsticky says a short
+  ** read may have left something. */
+  if (a->hinted && n > 0 && (size_t)n < a->max && !s->rsticky) s->rdrained = 1;
+  a->got = (size_t)n;
+  return BSD_IO_DONE;
+}
+
+/* recv and recvfrom: reads into C memory, then one copy into the string */
+static int recvcommon(lua_State *L, int status, lua_KContext ctx, lua_KFunction k,
+                      const char *call, recvargs *a) {
+  bsd_io io;
+  bsd_socket *s = bsd_iobegin(L, &io, call, status, (int)ctx);
   char small[RECV_SMALL];
-  char *p;
-  if (hinted && s->rdrained && mode != MODE_NOWAIT && waitmode(L, s) == MODE_TASK) {
-    /* The last read was short: TCP had no more then, and whatever came
-    ** since makes the loop's poller report the socket (edge-triggered: a
-    ** report per arrival, and a report clears rdrained). So a task waits
-    ** for that report instead of a recv that would say EAGAIN; the retry
-    ** after the wake-up does read. */
+  int r;
+  a->max = bsd_checkmaxbytes(L, 2);
+  a->flags = lua_gettop(L) == 2 ? 0 : bsd_optint(L, 3, 0);
+  a->hinted = a->flags == 0 && s->type == SOCK_STREAM &&
+              (s->family == AF_INET || s->family == AF_INET6);
+  a->buf = a->max <= sizeof small ? small : scratch(L, a->max);
+  if (a->hinted && s->rdrained) {
     s->rdrained = 0;
-    bsd_waitready(L, s, MODE_TASK, BSD_WANT_READ, &deadline, ctx, k);  /* yields */
+    io.waitfirst = 1;
   }
-  p = max <= sizeof small ? small : scratch(L, max);
-  for (;;) {
-    ssize_t n;
-    int r;
-    if (from) *fromlen = sizeof *from;
-    n = from ? recvfrom(s->fd, p, max, flags, (struct sockaddr *)from, fromlen)
-             : recv(s->fd, p, max, flags);
-    if (n >= 0) {
-      if ((size_t)n > max) n = (ssize_t)max;  /* MSG_TRUNC reports the real length */
-      /* (not at EOF, which no later report would announce again; nor
-      ** once rsticky says a short read may have left something) */
-      if (hinted && n > 0 && (size_t)n < max && !s->rsticky) s->rdrained = 1;
-      lua_pushlstring(L, p, (size_t)n);
-      return -2;
-    }
-    if (errno == EINTR) continue;
-    if (errno != EAGAIN && errno != EWOULDBLOCK) return bsd_sockerror(L, s, call, errno);
-    r = bsd_notready(L, s, call, bsd_waitready(L, s, mode, BSD_WANT_READ, &deadline, ctx, k));
-    if (r != -2) return r;
-  }
+  io.impl = impl_recv;
+  io.data = a;
+  if ((r = bsd_iorun(L, &io, ctx, k)) != BSD_IO_FINISHED) return r;
+  lua_pushlstring(L, a->buf, a->got);
+  return BSD_IO_FINISHED;
 }
 
 static int op_recv(lua_State *L, int status, lua_KContext ctx) {
-  double deadline = -1;
+  recvargs a;
   int r;
-  if (bsd_resumedlate(L, status, (int)ctx, &deadline))
-    return bsd_sockerror(L, checkself(L), "recv", ETIMEDOUT);
-  r = recvinto(L, ctx, op_recv, deadline, "recv", NULL, NULL);
-  return r == -2 ? 1 : r;
+  a.wantfrom = 0;
+  r = recvcommon(L, status, ctx, op_recv, "recv", &a);
+  return r == BSD_IO_FINISHED ? 1 : r;
 }
 
 static int sock_recv(lua_State *L) {
@@ -657,17 +822,14 @@ static int sock_recv(lua_State *L) {
 }
 
 static int op_recvfrom(lua_State *L, int status, lua_KContext ctx) {
-  struct sockaddr_storage from;
-  socklen_t fromlen;
-  double deadline = -1;
+  recvargs a;
   int r;
-  if (bsd_resumedlate(L, status, (int)ctx, &deadline))
-    return bsd_sockerror(L, checkself(L), "recvfrom", ETIMEDOUT);
-  from.ss_family = AF_UNSPEC;  /* a connected stream names no sender: fromlen 0, from unwritten */
-  r = recvinto(L, ctx, op_recvfrom, deadline, "recvfrom", &from, &fromlen);
-  if (r != -2) return r;
-  if (fromlen > sizeof(sa_family_t) || from.ss_family == AF_UNIX)
-    bsd_newaddr(L, (struct sockaddr *)&from, fromlen);
+  a.wantfrom = 1;
+  a.from.ss_family = AF_UNSPEC;  /* a connected stream names no sender: fromlen 0, from unwritten */
+  r = recvcommon(L, status, ctx, op_recvfrom, "recvfrom", &a);
+  if (r != BSD_IO_FINISHED) return r;
+  if (a.fromlen > sizeof(sa_family_t) || a.from.ss_family == AF_UNIX)
+    bsd_newaddr(L, (struct sockaddr *)&a.from, a.fromlen);
   else
     lua_pushnil(L);  /* connected stream sockets report no sender */
   return 2;
@@ -678,65 +840,62 @@ static int sock_recvfrom(lua_State *L) {
 }
 
 /* The classic read_data loop. The bytes gathered so far live in a
-** userdata at index 3 (ctx counts them), so they survive a yield;
+** userdata at index 3 (the context counts them), so they survive a yield;
 ** it grows geometrically, so recvall(huge) allocates only what arrives. */
-static int op_recvall(lua_State *L, int status, lua_KContext ctx) {
-  bsd_socket *s = checkself(L);
-  lua_Integer want = luaL_checkinteger(L, 2);
-  size_t got = (size_t)ctx;
-  int mode = bsd_callmode(L, s);
-  double deadline = -1;
-  if (bsd_resumedlate(L, status, 3, &deadline))
-    return bsd_sockerror(L, s, "recvall", ETIMEDOUT);
-  while (got < (size_t)want) {
-    size_t cap = lua_rawlen(L, 3);
-    ssize_t n;
-    if (got == cap) {
-      size_t ncap = cap * 2;
-      char *nbuf;
-      if (ncap > (size_t)want) ncap = (size_t)want;
-      nbuf = (char *)lua_newuserdatauv(L, ncap, 0);
-      memcpy(nbuf, lua_touserdata(L, 3), got);
-      lua_replace(L, 3);
-      cap = ncap;
-    }
-    n = recv(s->fd, (char *)lua_touserdata(L, 3) + got, cap - got, 0);
-    if (n > 0) {
-      got += (size_t)n;
-      deadline = -1;
-      continue;
-    }
-    if (n == 0) {
-      const char *end = endtext(L, s);
-      lua_pushnil(L);
-      lua_pushfstring(L, "recvall%s%s: connection closed after %I of %I bytes",
-                      end ? " " : "", end ? end : "", (lua_Integer)got, want);
-      lua_pushliteral(L, "EOF");
-      lua_pushlstring(L, (const char *)lua_touserdata(L, 3), got);
-      return 4;
-    }
-    if (errno == EINTR) continue;
-    if (errno != EAGAIN && errno != EWOULDBLOCK) {  /* the bytes read so far are not lost */
-      bsd_sockerror(L, s, "recvall", errno);
-      lua_pushlstring(L, (const char *)lua_touserdata(L, 3), got);
-      return 4;
-    }
-    {
-      int r = bsd_notready(L, s, "recvall", bsd_waitready(L, s, mode, BSD_WANT_READ, &deadline,
-                                                  (lua_KContext)got, op_recvall));
-      if (r != -2) {
-        lua_pushlstring(L, (const char *)lua_touserdata(L, 3), got);
-        return r + 1;
-      }
-    }
+static bsd_iostatus impl_recvall(lua_State *L, bsd_io *io) {
+  recvargs *a = (recvargs *)io->data;
+  size_t cap = lua_rawlen(L, 3);
+  ssize_t n;
+  if (a->got >= a->max) return BSD_IO_DONE;
+  if (a->got == cap) {
+    size_t ncap = cap * 2;
+    char *nbuf;
+    if (ncap > a->max) ncap = a->max;
+    nbuf = (char *)lua_newuserdatauv(L, ncap, 0);
+    memcpy(nbuf, lua_touserdata(L, 3), a->got);
+    lua_replace(L, 3);
+    cap = ncap;
   }
-  lua_pushlstring(L, (const char *)lua_touserdata(L, 3), got);
-  return 1;
+  a->buf = (char *)lua_touserdata(L, 3);
+  n = recv(io->s->fd, a->buf + a->got, cap - a->got, 0);
+  if (n < 0) return bsd_iosyscall(io, n, BSD_WANT_READ);
+  if (n == 0) {
+    io->err = 0;  /* EOF: op_recvall says so */
+    return BSD_IO_FAIL;
+  }
+  a->got += (size_t)n;
+  io->kctx = (lua_KContext)a->got;
+  return a->got >= a->max ? BSD_IO_DONE : BSD_IO_PROGRESS;
+}
+
+static int eofresult(lua_State *L, bsd_io *io) {
+  recvargs *a = (recvargs *)io->data;
+  const char *end;
+  if (io->err != 0) return bsd_sockerror(L, io->s, io->call, io->err);
+  end = endtext(L, io->s);
+  lua_pushfstring(L, "connection closed after %I of %I bytes", (lua_Integer)a->got,
+                  (lua_Integer)a->max);
+  return bsd_pushfail(L, io->call, end, lua_tostring(L, -1), "EOF");
+}
+
+static int op_recvall(lua_State *L, int status, lua_KContext ctx) {
+  bsd_io io;
+  recvargs a;
+  int r;
+  bsd_iobegin(L, &io, "recvall", status, 3);
+  a.max = (size_t)luaL_checkinteger(L, 2);
+  a.got = (size_t)ctx;
+  io.impl = impl_recvall;
+  io.data = &a;
+  io.pusherr = eofresult;
+  r = bsd_iorun(L, &io, ctx, op_recvall);
+  lua_pushlstring(L, (const char *)lua_touserdata(L, 3), a.got);
+  return r == BSD_IO_FINISHED ? 1 : r + 1;  /* the bytes read so far are never lost */
 }
 
 static int sock_recvall(lua_State *L) {
   lua_Integer want;
-  checkself(L);
+  bsd_checkself(L);
   want = luaL_checkinteger(L, 2);
   luaL_argcheck(L, want >= 0, 2, "negative byte count");
   lua_settop(L, 2);
@@ -758,7 +917,7 @@ static int checkhow(lua_State *L, int arg) {
 }
 
 static int sock_shutdown(lua_State *L) {
-  bsd_socket *s = checkself(L);
+  bsd_socket *s = bsd_checkself(L);
   if (shutdown(s->fd, checkhow(L, 2)) < 0) return bsd_sockerror(L, s, "shutdown", errno);
   lua_pushboolean(L, 1);
   return 1;
@@ -767,7 +926,7 @@ static int sock_shutdown(lua_State *L) {
 /* ---- timeouts and the pollable-object protocol ---- */
 
 static int sock_settimeout(lua_State *L) {
-  bsd_socket *s = checkself(L);
+  bsd_socket *s = bsd_checkself(L);
   if (lua_isnoneornil(L, 2)) s->timeout = -1;
   else {
     lua_Number t = luaL_checknumber(L, 2);
@@ -780,7 +939,7 @@ static int sock_settimeout(lua_State *L) {
 }
 
 static int sock_setblocking(lua_State *L) {
-  bsd_socket *s = checkself(L);
+  bsd_socket *s = bsd_checkself(L);
   luaL_checktype(L, 2, LUA_TBOOLEAN);
   s->timeout = lua_toboolean(L, 2) ? -1 : 0;
   setfdmode(s, s->timeout >= 0);
@@ -789,14 +948,24 @@ static int sock_setblocking(lua_State *L) {
 }
 
 static int sock_gettimeout(lua_State *L) {
-  bsd_socket *s = checkself(L);
+  bsd_socket *s = bsd_checkself(L);
   if (s->timeout < 0) lua_pushnil(L);
   else lua_pushnumber(L, s->timeout);
   return 1;
 }
 
+/* For other event loops (cqueues reads a number as "wait at most this
+** long"): the socket's own timeout, or nil where there is none to honour
+** (blocking, or non-blocking: the loop waits as long as it likes). */
+static int sock_polltimeout(lua_State *L) {
+  bsd_socket *s = bsd_checkself(L);
+  if (s->timeout > 0) lua_pushnumber(L, s->timeout);
+  else lua_pushnil(L);
+  return 1;
+}
+
 static int sock_events(lua_State *L) {
-  bsd_socket *s = checkself(L);
+  bsd_socket *s = bsd_checkself(L);
   static const char *const names[] = {"r", "r", "w", "rw"};
   lua_pushstring(L, names[s->want & 3]);
   return 1;
@@ -868,8 +1037,6 @@ static const luaL_Reg sock_methods[] = {
   {"close", sock_close},
   {"getsockname", sock_getsockname},
   {"getpeername", sock_getpeername},
-  {"setsockopt", bsd_setsockopt},
-  {"getsockopt", bsd_getsockopt},
   {"setblocking", sock_setblocking},
   {"settimeout", sock_settimeout},
   {"gettimeout", sock_gettimeout},
@@ -877,13 +1044,13 @@ static const luaL_Reg sock_methods[] = {
   {"detach", sock_detach},
   {"pollfd", sock_fileno},
   {"events", sock_events},
-  {"timeout", sock_gettimeout},
+  {"timeout", sock_polltimeout},
   {NULL, NULL}
 };
 
 static const luaL_Reg sock_meta[] = {
   {"__gc", sock_gc},
-  {"__close", sock_gc},
+  {"__close", sock_toclose},
   {"__tostring", sock_tostring},
   {"__index", NULL},
   {NULL, NULL}
@@ -893,6 +1060,7 @@ static const luaL_Reg sock_funcs[] = {
   {"socket", sock_socket},
   {"socketpair", sock_socketpair},
   {"fromfd", sock_fromfd},
+  {"_setclosehook", sock_setclosehook},
   {NULL, NULL}
 };
 
@@ -905,6 +1073,14 @@ void bsd_pushmethodupvalues(lua_State *L) {
     lua_pushvalue(L, -1);
     lua_rawsetp(L, LUA_REGISTRYINDEX, &scratchholderkey);
   }
+}
+
+void bsd_addmethods(lua_State *L, const luaL_Reg *methods) {
+  luaL_getmetatable(L, BSD_SOCKET_MT);
+  lua_getfield(L, -1, "__index");
+  bsd_pushmethodupvalues(L);
+  luaL_setfuncs(L, methods, BSD_METHOD_UPVALUES);
+  lua_pop(L, 2);
 }
 
 void bsd_open_socket(lua_State *L) {

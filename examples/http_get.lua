@@ -96,7 +96,10 @@ local function read_body(r, status, headers)
     while true do
       local line, err = r:line()
       if not line then fail("reading a chunk size: " .. err) end
-      local size = tonumber(line:match("^%s*(%x+)"), 16)
+      -- hex digits, then an extension or nothing; at most 15 digits, so the
+      -- size fits an integer (tonumber wraps longer ones round to negatives)
+      local hex = line:match("^%s*(%x+)%s*$") or line:match("^%s*(%x+)%s*;")
+      local size = hex and #hex <= 15 and tonumber(hex, 16)
       if not size then fail("bad chunk size line: " .. line) end
       if size == 0 then break end
       copy(r, size)

@@ -9,6 +9,18 @@
 -- then:  curl -v http://127.0.0.1:PORT/
 -- HOST defaults to 127.0.0.1, PORT to 0 (a free port), DIR to ".";
 -- the first line printed names the address. It serves until interrupted.
+--
+-- Limits, each overridable by an environment variable (seconds, a count):
+--   HTTP_SERVER_IDLE=30             a kept-alive connection may wait this long
+--                                   for the first byte of its next request
+--   HTTP_SERVER_HEAD_TIMEOUT=10     a request's head and body must all arrive
+--                                   within this long of its first byte (one
+--                                   deadline, not one per recv: a client that
+--                                   sends a byte now and then gets 408 and is
+--                                   closed)
+--   HTTP_SERVER_MAX_CONNECTIONS=500 connections served at once; one more gets
+--                                   503 and is closed
+-- Content-Length must be decimal digits (400 otherwise; more than 1 MiB: 413).
 local S = require "bsdsocket"
 local loop = require "bsdsocket.loop"
 
@@ -16,8 +28,25 @@ local host, port, root = arg[1] or "127.0.0.1", tonumber(arg[2] or 0), arg[3] or
 root = root:gsub("/+$", "")
 if root == "" then root = "/" end
 
+-- A positive number from the environment variable name, or default.
+local function setting(name, default, integer)
+  local v = os.getenv(name)
+  if v == nil or v == "" then return default end
+  local n = tonumber(v)
+  if integer then n = math.tointeger(n) end
+  if not n or n <= 0 then
+    io.stderr:write("http_server: ", name, " must be a positive ", integer and "integer" or "number",
+      ", not ", v, "\n")
+    os.exit(2)
+  end
+  return n
+end
+
 local MAX_HEADER = 16384        -- request line and headers together
-local IDLE = 30                 -- seconds a kept-alive connection may stay idle
+local MAX_BODY = 1 << 20        -- a request body is read and dropped
+local IDLE = setting("HTTP_SERVER_IDLE", 30)
+local HEAD_TIMEOUT = setting("HTTP_SERVER_HEAD_TIMEOUT", 10)
+local MAX_CONNECTIONS = setting("HTTP_SERVER_MAX_CONNECTIONS", 500, true)
 local CHUNK = 65536
 
 local TYPES = {
@@ -32,9 +61,9 @@ local TYPES = {
 
 local REASONS = {
   [200] = "OK", [400] = "Bad Request", [403] = "Forbidden", [404] = "Not Found",
-  [405] = "Method Not Allowed", [413] = "Payload Too Large",
+  [405] = "Method Not Allowed", [408] = "Request Timeout", [413] = "Payload Too Large",
   [431] = "Request Header Fields Too Large", [500] = "Internal Server Error",
-  [505] = "HTTP Version Not Supported",
+  [503] = "Service Unavailable", [505] = "HTTP Version Not Supported",
 }
 
 local function mimetype(path)
@@ -97,17 +126,30 @@ local function errorpage(sock, status, keep, head)
 end
 
 -- Reads one request head: method, target, version, headers (lower-case
--- names). buf holds bytes read beyond the previous request (pipelining).
+-- names), and deadline: when the whole request (head and body) must be in,
+-- HEAD_TIMEOUT after its first byte. buf holds bytes read beyond the previous
+-- request (pipelining). On failure: nil, and the status to answer (or nil
+-- when the client just went away or stayed idle).
 local function readrequest(sock, buf)
+  local deadline = buf ~= "" and S.monotime() + HEAD_TIMEOUT or nil
   while true do
     local stop = buf:find("\r?\n\r?\n")
     if stop then break end
     if #buf > MAX_HEADER then return nil, 431 end
-    local data = sock:recv(CHUNK)
+    if deadline then
+      local left = deadline - S.monotime()
+      if left <= 0 then return nil, 408 end
+      sock:settimeout(left)
+    else
+      sock:settimeout(IDLE)                         -- between requests
+    end
+    local data, _, code = sock:recv(CHUNK)
     if not data or data == "" then
+      if code == "ETIMEDOUT" and deadline then return nil, 408 end
       return nil, buf:find("%S") and 400 or nil     -- closed, idle, or cut short
     end
     buf = buf .. data
+    deadline = deadline or S.monotime() + HEAD_TIMEOUT
   end
   local head, rest = buf:match("^(.-)\r?\n\r?\n(.*)$")
   if #head > MAX_HEADER then return nil, 431 end
@@ -119,33 +161,57 @@ local function readrequest(sock, buf)
   for i = 2, #lines do
     local name, value = lines[i]:match("^([^:%s]+):%s*(.-)%s*$")
     if not name then return nil, 400 end
-    headers[name:lower()] = value
+    name = name:lower()
+    if name == "content-length" and headers[name] then return nil, 400 end
+    headers[name] = value
   end
-  return { method = method, target = target, version = version, headers = headers }, rest
+  deadline = deadline or S.monotime() + HEAD_TIMEOUT
+  return { method = method, target = target, version = version, headers = headers,
+           deadline = deadline }, rest
 end
 
-local function serve(sock)
-  sock:settimeout(IDLE)
+local active = 0                -- connections being served
+local LEAVE = setmetatable({}, { __close = function() active = active - 1 end })
+
+-- Serves one connection until it closes, errs or times out. The caller has
+-- counted it in `active`; the socket is closed and the count given back on
+-- every way out, a Lua error included.
+local function serve(client)
+  local _ <close> = LEAVE
+  local sock <close> = client
   local buf = ""
   while true do
     local req, rest = readrequest(sock, buf)
+    sock:settimeout(IDLE)                            -- for the answers
     if not req then
       if rest then errorpage(sock, rest, false) end   -- rest is a status here
       break
     end
-    -- a body (none expected for GET/HEAD) is read and dropped
-    local length = tonumber(req.headers["content-length"] or "0")
-    if not length or length < 0 or req.headers["transfer-encoding"] then
+    -- a body (none expected for GET/HEAD) is read and dropped; its length
+    -- must be decimal digits (no sign, fraction, exponent or hex)
+    local cl = req.headers["content-length"] or "0"
+    local length = cl:match("^%d+$") and tonumber(cl)
+    if not length or req.headers["transfer-encoding"] then
       errorpage(sock, 400, false)
       break
     end
-    if length > 1 << 20 then
+    if length > MAX_BODY then
       errorpage(sock, 413, false)
       break
     end
     if #rest < length then
-      local more = sock:recvall(length - #rest)
-      if not more then break end
+      local left = req.deadline - S.monotime()
+      if left <= 0 then
+        errorpage(sock, 408, false)
+        break
+      end
+      sock:settimeout(left)
+      local more, _, code = sock:recvall(length - #rest)
+      sock:settimeout(IDLE)
+      if not more then
+        if code == "ETIMEDOUT" then errorpage(sock, 408, false) end
+        break
+      end
       rest = rest .. more
     end
     buf = rest:sub(length + 1)
@@ -167,7 +233,7 @@ local function serve(sock)
       })
     else
       local file, status = resolve(req.target)
-      local f = file and io.open(file, "rb")
+      local f <close> = file and io.open(file, "rb") or nil
       local size = f and f:seek("end")
       if not size then
         if f then f:close() end
@@ -184,7 +250,20 @@ local function serve(sock)
     end
     if not ok or not keep then break end
   end
-  sock:close()
+end
+
+-- The answer to a connection beyond MAX_CONNECTIONS: one try to send it,
+-- without waiting, then close.
+local BUSY = ("HTTP/1.1 503 %s\r\nContent-Type: text/plain; charset=utf-8\r\n"
+  .. "Content-Length: %d\r\nConnection: close\r\nRetry-After: 1\r\n\r\n503 %s\n")
+  :format(REASONS[503], #REASONS[503] + 5, REASONS[503])
+
+local function refuse(client)
+  local sock <close> = client
+  sock:settimeout(0)
+  sock:send(BUSY)
+  sock:shutdown("w")
+  sock:recv(CHUNK)              -- what already came: a close with unread data resets
 end
 
 local family = host:find(":", 1, true) and S.AF_INET6 or S.AF_INET
@@ -198,8 +277,11 @@ io.stdout:flush()
 loop.spawn(function()
   while true do
     local sock, err, code = server:accept()
-    if sock then
+    if sock and active >= MAX_CONNECTIONS then
+      refuse(sock)
+    elseif sock then
       sock:setsockopt(S.IPPROTO_TCP, S.TCP_NODELAY, true)
+      active = active + 1
       loop.spawn(serve, sock)
     elseif code == "EMFILE" or code == "ENFILE" then
       io.stderr:write(err, "\n")

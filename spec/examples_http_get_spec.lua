@@ -92,6 +92,15 @@ describe("examples/http_get.lua", function()
     assert.is_true(r.out == pattern(300000))
   end)
 
+  it("reports a chunk-size line that is not hex (or too large) and exits 1", function()
+    for _, target in ipairs({ "/badchunk", "/hugechunk" }) do
+      local r = get(("http://127.0.0.1:%d%s"):format(pport, target))
+      assert.equal(1, r.code, r.err)
+      assert.equal("hello", r.out)
+      assert.matches("^http_get: bad chunk size line: %w+\n$", r.err)
+    end
+  end)
+
   it("reads a body without length until the server closes", function()
     local r = get(("http://127.0.0.1:%d/close"):format(pport))
     assert.equal(0, r.code, r.err)

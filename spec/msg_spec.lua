@@ -2,6 +2,7 @@
 -- sendmsg/recvmsg: scatter/gather, SCM_RIGHTS, SCM_CREDENTIALS, raw
 -- ancillary data, getpeercred, timeouts and the loop's yield protocol.
 local S = require "bsdsocket"
+local net = require "helpers.net"
 
 local function mypid()
   local a, b = S.socketpair()
@@ -10,14 +11,6 @@ local function mypid()
   return pid
 end
 local PID = mypid()
-
--- descriptors of this process, from /proc (Linux)
-local function fdcount()
-  local p = assert(io.popen("ls /proc/" .. PID .. "/fd | wc -l"))
-  local n = tonumber(p:read("a"))
-  p:close()
-  return n
-end
 
 local function cloexec(fd)
   local f = io.open("/proc/self/fdinfo/" .. fd)
@@ -73,7 +66,8 @@ describe("sendmsg/recvmsg", function()
     local a, b = S.socketpair()
     finally(function() a:close(); b:close() end)
     local x, y = S.socketpair()
-    local before = fdcount()
+    local before = net.fds()
+    local xfd, yfd = x:fileno(), y:fileno()
     assert.equal(1, a:sendmsg("!", nil, { rights = { x, y:fileno() } }))
     x:close(); y:close()                    -- the copies in flight stay open
     local data, _, anc = b:recvmsg(10)
@@ -87,7 +81,11 @@ describe("sendmsg/recvmsg", function()
     assert(x2:sendall("through the passed socket"))
     assert.equal("through the passed socket", y2:recvall(25))
     x2:close(); y2:close()
-    assert.equal(before - 2, fdcount())
+    -- nothing new stays open, and x and y are gone (a leaked copy could take
+    -- over x's number: it would point to the same socket)
+    assert.same({}, net.newfds(before))
+    local gone = net.gonefds(before)
+    assert.is_truthy(gone[xfd] and gone[yfd])
   end)
 
   it("gives descriptors that are not sockets as integers", function()
@@ -107,20 +105,24 @@ describe("sendmsg/recvmsg", function()
     finally(function() a:close(); b:close() end)
     local socks = {}
     for i = 1, 6 do socks[i] = S.socket(S.AF_INET, S.SOCK_DGRAM) end
-    local before = fdcount()
+    local before = net.fds()
+    local fds = {}
+    for i = 1, 6 do fds[i] = socks[i]:fileno() end
     assert(a:sendmsg("x", nil, { rights = socks }))
     for i = 1, 6 do socks[i]:close() end
     local _, _, anc, flags = b:recvmsg(10, 24)   -- room for a few descriptors only
     assert.is_true(flags & S.MSG_CTRUNC ~= 0)
     assert.is_true(#anc.rights < 6)
     for _, s in ipairs(anc.rights) do s:close() end
-    assert.equal(before - 6, fdcount())
+    assert.same({}, net.newfds(before))
+    local gone = net.gonefds(before)
+    for i = 1, 6 do assert.is_truthy(gone[fds[i]], "socket " .. i .. " still open") end
   end)
 
   it("passes sockets across many messages without leaking", function()
     local a, b = S.socketpair()
     finally(function() a:close(); b:close() end)
-    local before = fdcount()
+    local before = net.fds()
     for _ = 1, 200 do
       local s = S.socket(S.AF_INET, S.SOCK_STREAM)
       assert(a:sendmsg("s", nil, { rights = { s, s } }))
@@ -129,7 +131,7 @@ describe("sendmsg/recvmsg", function()
       assert.equal(2, #anc.rights)
       anc.rights[1]:close(); anc.rights[2]:close()
     end
-    assert.equal(before, fdcount())
+    assert.same({}, net.newfds(before))
   end)
 
   it("delivers SCM_CREDENTIALS to a receiver with SO_PASSCRED, sent or not", function()

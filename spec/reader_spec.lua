@@ -82,6 +82,110 @@ describe("S.reader", function()
       assert.equal("b", r:line())
     end)
 
+    it("refuses a line longer than maxline even when its newline is already buffered", function()
+      local r = S.reader(stream(("x"):rep(50) .. "\nok\n"), { maxline = 10 })
+      assert.same({ nil, "line: longer than 10 bytes", "EMSGSIZE" }, { r:line() })
+      assert.same({ nil, "line: longer than 10 bytes", "EMSGSIZE" }, { r:line() })
+      assert.equal(54, r:buffered())                  -- nothing was lost
+      assert.equal(("x"):rep(50) .. "\n", r:read(51))
+      assert.equal("ok", r:line())
+    end)
+
+    it("counts maxline without the \n or \r\n, also when \r and \n arrive apart", function()
+      local r = S.reader(stream("abcd\r\nabcd\nabcde\n"), { maxline = 4 })
+      assert.equal("abcd", r:line())
+      assert.equal("abcd\n", r:line(true))
+      assert.same({ nil, "line: longer than 4 bytes", "EMSGSIZE" }, { r:line() })
+      r = S.reader(stream("ab", "cd\r", "\n", "abc", "d", "e", "\n"), { maxline = 4 })
+      assert.equal("abcd", r:line())
+      assert.same({ nil, "line: longer than 4 bytes", "EMSGSIZE" }, { r:line() })
+      assert.equal("abcde\n", r:read(6))
+      r = S.reader(stream("ab", "cd\r", "\n"), { maxline = 4 })
+      assert.equal("abcd\r\n", r:line(true))
+      -- a last line without newline is bounded too
+      assert.equal("abcd", S.reader(stream("ab", "cd"), { maxline = 4 }):line())
+      r = S.reader(stream("ab", "cde"), { maxline = 4 })
+      assert.same({ nil, "line: longer than 4 bytes", "EMSGSIZE" }, { r:line() })
+      assert.equal("abcde", r:read_all())
+    end)
+
+    it("keeps a partial line of many pieces across errors and EMSGSIZE", function()
+      local r = S.reader(stream("pa", "rt", TIMEOUT, "ia", "l\nrest\n"))
+      assert.same({ nil, TIMEOUT[1], "ETIMEDOUT" }, { r:line() })
+      assert.equal(4, r:buffered())
+      assert.equal("partial", r:line())
+      r = S.reader(stream("aaaa", "aaaa", "aaaa\nrest"), { size = 4, maxline = 6 })
+      assert.same({ nil, "line: longer than 6 bytes", "EMSGSIZE" }, { r:line() })
+      assert.equal(8, r:buffered())
+      assert.equal("aa", r:read_some(2))
+      assert.equal(("a"):rep(10) .. "\n", r:read(11))
+      assert.equal("rest", r:line())
+    end)
+
+    it("has a default maxline of 64 KiB and stops reading an endless line there", function()
+      assert.equal(65536, require("bsdsocket.reader").MAXLINE)
+      local ok = ("y"):rep(65536)
+      local r = S.reader(stream(ok .. "\r\n" .. ok .. "y\n"))
+      assert.equal(ok, r:line())
+      assert.same({ nil, "line: longer than 65536 bytes", "EMSGSIZE" }, { r:line() })
+      -- a peer that sends no newline at all: refused after about 64 KiB
+      local endless = { calls = 0 }
+      function endless.recv(_, n)
+        endless.calls = endless.calls + 1
+        assert(endless.calls < 1000, "still reading")
+        return ("z"):rep(math.min(n, 1000))
+      end
+      r = S.reader(endless)
+      assert.same({ nil, "line: longer than 65536 bytes", "EMSGSIZE" }, { r:line() })
+      assert.is_true(endless.calls <= 67, endless.calls .. " recvs")
+      -- math.maxinteger lifts the limit
+      r = S.reader(stream(ok .. ok .. "\n"), { maxline = math.maxinteger })
+      assert.equal(2 * #ok, #r:line())
+    end)
+
+    it("reads a 32 MB line in time linear in its length", function()
+      -- a stream of one line of `total` bytes in 64 KiB pieces, then "\n"
+      local piece = ("x"):rep(65536)
+      local function longline(total)
+        local left = total
+        return { recv = function(_, n)
+          if left < 0 then return "" end
+          if left == 0 then left = -1 return "\n" end
+          local k = math.min(n, left, #piece)
+          left = left - k
+          return k == #piece and piece or piece:sub(1, k)
+        end }
+      end
+      -- The work, counted: the bytes allocated while reading the line (the
+      -- collector stopped, so every allocation stays counted), per byte of
+      -- line. Joining the pieces once costs about 1; rebuilding the line on
+      -- every 64 KiB refill costs length / 128 KiB (32 for 4 MB).
+      local function allocated(total)
+        local r = S.reader(longline(total), { maxline = 1 << 30 })
+        collectgarbage()
+        collectgarbage("stop")
+        local kb = collectgarbage("count")
+        local t0 = os.clock()
+        local line = r:line()
+        local dt = os.clock() - t0
+        kb = collectgarbage("count") - kb
+        collectgarbage("restart")
+        assert.equal(total, #line)
+        return kb * 1024 / total, dt
+      end
+      finally(function() collectgarbage("restart") end)
+      local a4, t4 = allocated(4 << 20)
+      assert.is_true(a4 < 3, ("reading a 4 MB line allocated %.1f bytes per byte"):format(a4))
+      local a16, t16 = allocated(16 << 20)
+      local a32, t32 = allocated(32 << 20)
+      print(("\n  reader: a long line: 4 MB %.3f s, 16 MB %.3f s, 32 MB %.3f s;"
+        .. " allocated %.2f, %.2f, %.2f bytes per byte"):format(t4, t16, t32, a4, a16, a32))
+      assert.is_true(a16 < 3 and a32 < 3, ("allocated %.1f, %.1f bytes per byte"):format(a16, a32))
+      local r = S.reader(longline(32 << 20), { maxline = 32 << 20 })
+      assert.equal(32 << 20, #r:line())
+      assert.same({ nil, "line: end of stream", "EOF" }, { r:line() })
+    end)
+
     it("handles a long line from many small chunks", function()
       local chunks = {}
       for i = 1, 5000 do chunks[i] = "x" end
@@ -211,5 +315,6 @@ describe("S.reader", function()
     assert.has_error(function() S.reader("sock") end)
     assert.has_error(function() S.reader(stream(), { size = 0 }) end)
     assert.has_error(function() S.reader(stream(), { maxline = -1 }) end)
+    assert.has_error(function() S.reader(stream(), { maxline = 1.5 }) end)
   end)
 end)

@@ -12,12 +12,14 @@ end
 local ENV = ("env LUA_PATH='lua/?.lua;;' LUA_CPATH=%s"):format(shellquote(BUILD .. "/?.so;;"))
 local ULIMIT = "ulimit -n 16384 2>/dev/null || ulimit -n 8192 2>/dev/null;"
 
--- Starts an example; returns its port and a function that kills and reaps it.
-local function server(script, ...)
-  local args = {}
+-- Starts an example with extra environment settings (a table, may be
+-- empty); returns its port and a function that kills and reaps it.
+local function server_env(env, script, ...)
+  local args, vars = {}, {}
   for i, a in ipairs({ ... }) do args[i] = shellquote(a) end
-  local cmd = ("%s echo $$; exec %s timeout 120 lua5.4 %s 127.0.0.1 0 %s 2>&1")
-    :format(ULIMIT, ENV, script, table.concat(args, " "))
+  for k, v in pairs(env) do vars[#vars + 1] = k .. "=" .. shellquote(tostring(v)) end
+  local cmd = ("%s echo $$; exec %s %s timeout 120 lua5.4 %s 127.0.0.1 0 %s 2>&1")
+    :format(ULIMIT, ENV, table.concat(vars, " "), script, table.concat(args, " "))
   local p = assert(io.popen(cmd, "r"))
   local pid = tonumber(p:read("l"))
   local first = p:read("l")
@@ -33,6 +35,10 @@ local function server(script, ...)
     error("server did not start: " .. tostring(first))
   end
   return port, stop
+end
+
+local function server(script, ...)
+  return server_env({}, script, ...)
 end
 
 local function connect(port)
@@ -229,6 +235,40 @@ describe("examples/http_server.lua", function()
     assert(c:sendall("GET " .. target .. " HTTP/1.1\r\nHost: x\r\nConnection: close\r\n" .. (extra or "") .. "\r\n"))
     return response(c)
   end
+  -- the descriptor of the request's socket must not stay open: the server
+  -- closes it after the answer (the client sees EOF)
+  local function closed(c)
+    local d, err = c:recv(100)
+    return d == "", "after the answer: " .. tostring(d or err)
+  end
+
+  it("answers 400 and closes for a Content-Length that is not decimal digits", function()
+    for _, value in ipairs({ "0.5", "1.5", "0x2", "-1", "+2", "2 2", "", "1e1", "2.0", "\t2x" }) do
+      local c <close> = connect(port)
+      c:settimeout(3)
+      assert(c:sendall("GET / HTTP/1.1\r\nHost: x\r\nContent-Length: " .. value .. "\r\n\r\nxx"))
+      assert.equal(400, (response(c)), value)
+      assert(closed(c))
+    end
+    local c <close> = connect(port)
+    c:settimeout(3)
+    assert(c:sendall("GET / HTTP/1.1\r\nContent-Length: 2\r\nContent-Length: 2\r\n\r\nxx"))
+    assert.equal(400, (response(c)), "two Content-Length headers")
+    assert(closed(c))
+    -- decimal digits: the body is read and dropped, the next request served
+    local k <close> = connect(port)
+    k:settimeout(3)
+    assert(k:sendall("GET / HTTP/1.1\r\nContent-Length: 002\r\n\r\nxx"
+      .. "GET /sub/notes.txt HTTP/1.1\r\nConnection: close\r\n\r\n"))
+    local status, _, body, rest = response(k)
+    assert.equal(200, status)
+    assert.equal(index, body)
+    status, _, body = response(k, rest)
+    assert.equal(200, status)
+    assert.equal("notes\n", body)
+    assert(closed(k))
+    assert.equal(413, get("/", "Content-Length: 99999999999999999999999\r\n"))
+  end)
 
   it("serves files with Content-Length and Content-Type", function()
     local status, h, body = get("/")
@@ -300,6 +340,79 @@ describe("examples/http_server.lua", function()
     assert.equal(index, body)
     assert.equal("close", h["connection"])
     assert.equal("", rest .. assert(c:recv(10)))
+  end)
+
+  describe("with HTTP_SERVER_HEAD_TIMEOUT=1 and HTTP_SERVER_MAX_CONNECTIONS=3", function()
+    local lport, lstop
+    setup(function()
+      lport, lstop = server_env({ HTTP_SERVER_HEAD_TIMEOUT = 1, HTTP_SERVER_MAX_CONNECTIONS = 3 },
+        "examples/http_server.lua", dir)
+    end)
+    teardown(function()
+      local rest = lstop and lstop() or ""
+      assert.equal("", rest)
+    end)
+
+    it("gives a request head one deadline: a client sending a byte at a time gets 408 and is closed", function()
+      local c <close> = connect(lport)
+      c:settimeout(0.2)
+      local t0 = S.monotime()
+      assert(c:sendall("GET / HTTP/1.1\r\n"))
+      local got, err = "", nil
+      -- one header byte every 0.2 s, each well inside any per-recv limit;
+      -- bounded: 40 rounds (8 s)
+      for i = 1, 40 do
+        local ok, _, code = c:send(("X-Slow: abcdefghijklmnopqrstuvwxyz\r\n"):sub(i, i))
+        if not ok then err = code break end
+        local d, _, rcode = c:recv(4096)
+        if d == "" then break end
+        if d then got = got .. d
+        elseif rcode ~= "ETIMEDOUT" then err = rcode break end
+      end
+      local held = S.monotime() - t0
+      assert.is_true(held < 3, ("the server held the connection %.1f s (deadline 1 s)"):format(held))
+      -- the 408 comes first, unless our next byte crossed the close (a reset)
+      if err == nil or got ~= "" then
+        assert.matches("^HTTP/1%.1 408 Request Timeout\r\n", got)
+      end
+      -- a request that arrives in time is served as usual
+      local d <close> = connect(lport)
+      assert(d:sendall("GET /sub/notes.txt HTTP/1.1\r\nConnection: close\r\n\r\n"))
+      assert.equal(200, (response(d)))
+    end)
+
+    it("serves 3 connections at once, answers a 4th with 503 and closes it, reuses a freed slot", function()
+      local held = {}
+      for i = 1, 3 do
+        local c = connect(lport)
+        held[i] = c
+        assert(c:sendall("GET /sub/notes.txt HTTP/1.1\r\n\r\n"))   -- kept alive
+        assert.equal(200, (response(c)))
+      end
+      local ok, err = pcall(function()
+        local extra <close> = connect(lport)
+        extra:settimeout(3)
+        local status, h, body = response(extra)
+        assert.equal(503, status)
+        assert.equal("close", h["connection"])
+        assert.equal("503 Service Unavailable\n", body)
+        assert(closed(extra))
+        -- a slot comes free when a client leaves (bounded retries)
+        held[1]:close()
+        local got
+        for _ = 1, 50 do
+          local c <close> = connect(lport)
+          c:settimeout(3)
+          assert(c:sendall("GET / HTTP/1.1\r\nConnection: close\r\n\r\n"))
+          got = response(c)
+          if got == 200 then break end
+          require("helpers.net").sleep(0.05)
+        end
+        assert.equal(200, got)
+      end)
+      for i = 1, 3 do held[i]:close() end
+      assert(ok, err)
+    end)
   end)
 
   local curl = io.popen("command -v curl"):read("l")

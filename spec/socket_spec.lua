@@ -86,16 +86,18 @@ end)
 
 describe("sock:close", function()
   it("returns true, frees the descriptor and may be called again", function()
-    local before = net.fdcount()
+    local before = net.fds()
     local s = assert(S.socket(S.AF_INET, S.SOCK_STREAM))
     local fd = s:fileno()
     assert.is_true(isopen(fd))
-    assert.equal(before + 1, net.fdcount())
+    local added = net.newfds(before, 0)
+    assert.equal(1, #added)
+    assert.matches("^" .. fd .. " %-> socket:", added[1])
     assert.is_true(s:close())
     assert.is_false(isopen(fd))
     assert.is_true(s:close())
     assert.is_true(s:close())
-    assert.equal(before, net.fdcount())
+    assert.same({}, net.newfds(before))
   end)
 
   it("leaves the object unusable: every method raises 'closed'", function()
@@ -131,12 +133,12 @@ end)
 
 describe("garbage collection", function()
   it("closes sockets that were forgotten without close()", function()
-    local before = net.fdcount()
+    local before = net.fds()
     for _ = 1, 50 do
       S.socket(S.AF_INET, S.SOCK_STREAM)
     end
     S.socketpair()
-    assert.equal(before, net.fdcount())  -- fdcount collects garbage first
+    assert.same({}, net.newfds(before))  -- fds/newfds collect garbage first
   end)
 
   it("does not close a descriptor number that a closed socket used to have", function()

@@ -92,11 +92,10 @@ local function mypid()
 end
 M.pid = mypid()
 
--- Number of open descriptors of this process (/proc/PID/fd). Garbage is
--- collected first so that forgotten sockets do not count. The pipe io.popen
--- opens is counted every time, so two counts compare fairly.
-function M.fdcount()
-  -- finalizers may free more objects: collect until memory stops shrinking
+-- Collects garbage until memory stops shrinking (finalizers may free more
+-- objects), so that forgotten sockets are closed before descriptors are
+-- looked at.
+local function collect()
   local kb = math.huge
   for _ = 1, 10 do
     collectgarbage()
@@ -104,18 +103,88 @@ function M.fdcount()
     if now >= kb then break end
     kb = now
   end
-  local function count()
-    local p = assert(io.popen("ls /proc/" .. M.pid .. "/fd | wc -l"))
-    local n = assert(tonumber(p:read("a")))
-    p:close()
-    return n
+end
+
+-- The open descriptors of this process: fd -> what it refers to, as /proc
+-- shows it ("socket:[1234]", "pipe:[5]", "/dev/null"). A child `find`
+-- writes the listing to a file, so that looking opens nothing in here.
+local function listfds()
+  local tmp = os.tmpname()
+  os.execute(("find /proc/%d/fd -mindepth 1 -maxdepth 1 -printf '%%f %%l\\n' > %s 2>/dev/null")
+    :format(M.pid, shquote(tmp)))
+  local f = assert(io.open(tmp))
+  local text = f:read("a")
+  f:close()
+  os.remove(tmp)
+  local t = {}
+  for fd, target in text:gmatch("(%d+) ([^\n]*)\n") do t[tonumber(fd)] = target end
+  assert(next(t), "no descriptors listed in /proc/" .. M.pid .. "/fd")
+  return t
+end
+
+local function count(t)
+  local n = 0
+  for _ in pairs(t) do n = n + 1 end
+  return n
+end
+M.count = count
+
+-- Leak checks that other specs cannot disturb:
+--   local before = net.fds()
+--   ... the code under test ...
+--   assert.same({}, net.newfds(before))
+-- net.fds() collects garbage and returns this process's descriptors (fd ->
+-- target). net.newfds(before [, seconds]) returns the descriptors open now
+-- that were not open to the same thing in `before` (a sorted list of
+-- "fd -> target"; {} when nothing leaked), and the table of all open now.
+-- Descriptors closed meanwhile, by the test or by garbage that other specs
+-- left behind, do not count, and a leaked socket that took over a number
+-- freed meanwhile still counts (its target, socket:[inode], differs). While
+-- something looks leaked it looks again, garbage collected, for up to
+-- `seconds` (default 2): the sandbox may release a closed descriptor a
+-- moment late; a real leak stays.
+function M.fds()
+  collect()
+  return listfds()
+end
+
+function M.newfds(before, seconds)
+  local deadline = S.monotime() + (seconds or 2)
+  while true do
+    collect()
+    local now, added = listfds(), {}
+    for fd, target in pairs(now) do
+      if before[fd] ~= target then added[#added + 1] = fd .. " -> " .. target end
+    end
+    if #added == 0 or S.monotime() >= deadline then
+      table.sort(added)
+      return added, now
+    end
+    M.sleep(0.05)
   end
-  -- the sandbox may release a closed descriptor a moment late: take the
-  -- count once two readings agree (bounded)
-  local n = count()
+end
+
+-- The descriptors of `before` that are closed now (or now refer to something
+-- else): fd -> the target they had. For specs that close descriptors on
+-- purpose and check that they went.
+function M.gonefds(before)
+  collect()
+  local now, gone = listfds(), {}
+  for fd, target in pairs(before) do
+    if now[fd] ~= target then gone[fd] = target end
+  end
+  return gone
+end
+
+-- Number of open descriptors of this process, garbage collected first, once
+-- two readings agree (bounded). A count is disturbed by descriptors that
+-- other specs' garbage closes meanwhile: leak checks use fds/newfds.
+function M.fdcount()
+  collect()
+  local n = count(listfds())
   for _ = 1, 10 do
     M.sleep(0.02)
-    local again = count()
+    local again = count(listfds())
     if again == n then break end
     n = again
   end

@@ -13,7 +13,7 @@ under `timeout`). Usage: python3 -u spec/helpers/peers.py COMMAND [ARGS]
   udp-drop-first UPSTREAM      relay datagrams to 127.0.0.1:UPSTREAM, dropping
                                the first one (a lost packet)
   http                         HTTP/1.1 server: chunked, close-delimited,
-                               redirects, 404 (see Handler)
+                               redirects, 404, bad chunk sizes (see Handler)
 """
 import http.server
 import socket
@@ -154,6 +154,13 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 piece = data[i:i + 7000]
                 self.wfile.write(b"%X\r\n%s\r\n" % (len(piece), piece))
             self.wfile.write(b"0\r\n\r\n")
+        elif p in ("/badchunk", "/hugechunk"):
+            self.send_response(200)
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            self.wfile.write(b"5\r\nhello\r\n")
+            self.wfile.write(b"zz\r\n" if p == "/badchunk" else b"fffffffffffffffffff\r\n")
+            self.close_connection = True
         elif p == "/close":
             self.send_response(200)
             self.send_header("Connection", "close")

@@ -1,0 +1,64 @@
+/*
+** The bottom layer: argument checks, the clock, descriptor flags and the
+** signal check that every other file shares. Like lauxlib under liolib, it
+** calls nothing from the other project files.
+*/
+#include <fcntl.h>
+#include <limits.h>
+#include <time.h>
+
+#include "bsdsocket.h"
+
+int bsd_checkint(lua_State *L, int arg) {
+  lua_Integer v = luaL_checkinteger(L, arg);
+  luaL_argcheck(L, INT_MIN <= v && v <= INT_MAX, arg, "integer out of range");
+  return (int)v;
+}
+
+int bsd_optint(lua_State *L, int arg, int def) {
+  return lua_isnoneornil(L, arg) ? def : bsd_checkint(L, arg);
+}
+
+int bsd_checkfdnum(lua_State *L, int arg) {
+  lua_Integer fd = luaL_checkinteger(L, arg);
+  luaL_argcheck(L, 0 <= fd && fd <= INT_MAX, arg, "not a descriptor");
+  return (int)fd;
+}
+
+size_t bsd_checkmaxbytes(lua_State *L, int arg) {
+  lua_Integer n = luaL_checkinteger(L, arg);
+  luaL_argcheck(L, n >= 0, arg, "negative byte count");
+  return n > BSD_RECV_MAX ? BSD_RECV_MAX : (size_t)n;
+}
+
+double bsd_monotime(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+int bsd_setnonblock(int fd, int on) {
+  int flags = fcntl(fd, F_GETFL);
+  if (flags < 0) return -1;
+  flags = on ? (flags | O_NONBLOCK) : (flags & ~O_NONBLOCK);
+  return fcntl(fd, F_SETFL, flags);
+}
+
+/* A hook that asks to run at the very next instruction: what lua.c sets
+** from its SIGINT handler (count 1), and what other hosts do to stop a
+** script from a signal handler. */
+static int hookpending(lua_State *T) {
+  return T && lua_gethook(T) != NULL && (lua_gethookmask(T) & LUA_MASKCOUNT)
+         && lua_gethookcount(T) == 1;
+}
+
+/* After an EINTR: did the signal ask Lua to run a hook? lua.c sets it on
+** its main thread, which is not L inside a coroutine. */
+int bsd_interrupted(lua_State *L) {
+  int pending;
+  if (hookpending(L)) return 1;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_MAINTHREAD);
+  pending = hookpending(lua_tothread(L, -1));
+  lua_pop(L, 1);
+  return pending;
+}
