@@ -154,7 +154,7 @@ describe("bsdsocket.loop waits", function()
       local got
       loop.spawn(function() got = table.pack(srv:accept()) end)
       loop.spawn(function()
-        local owned <close> = srv
+        local owned <close> = srv  -- luacheck: ignore 211
         loop.sleep(0.05)
       end)
       assert.is_true(loop.run(5))
