@@ -145,7 +145,10 @@ describe("LuaSocket's modules over bsdsocket.luasocket", function()
     assert(ok, out)
     assert.matches("SENT\t1\tnil", out)
     assert.is_true(h:wait(5))
-    assert.matches("BODY:X%-Mailer: LuaSocket 3[^|]*bsdsocket[^|]*|.*Subject: hi||the body\n", h:output())
+    local body = h:output():match("BODY:([^\n]*)")
+    assert.matches("|the body$", body)                    -- headers, empty line, body
+    assert.matches("Subject: hi|", body, 1, true)
+    assert.matches("X%-Mailer: LuaSocket 3[^|]*bsdsocket", body)
   end)
 
   it("socket.url needs nothing but the module table", function()
