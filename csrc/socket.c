@@ -795,6 +795,16 @@ static int sock_gettimeout(lua_State *L) {
   return 1;
 }
 
+/* timeout() of the pollable-object protocol: how long a scheduler such as
+** cqueues may wait for this socket. nil (no limit of its own) for a blocking
+** socket and for a non-blocking one: 0 would read as "expire now". */
+static int sock_polltimeout(lua_State *L) {
+  bsd_socket *s = checkself(L);
+  if (s->timeout <= 0) lua_pushnil(L);
+  else lua_pushnumber(L, s->timeout);
+  return 1;
+}
+
 static int sock_events(lua_State *L) {
   bsd_socket *s = checkself(L);
   static const char *const names[] = {"r", "r", "w", "rw"};
@@ -877,7 +887,7 @@ static const luaL_Reg sock_methods[] = {
   {"detach", sock_detach},
   {"pollfd", sock_fileno},
   {"events", sock_events},
-  {"timeout", sock_gettimeout},
+  {"timeout", sock_polltimeout},
   {NULL, NULL}
 };
 
