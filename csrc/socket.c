@@ -442,7 +442,10 @@ static int op_connect(lua_State *L, int status, lua_KContext ctx) {
     if (connect(s->fd, (struct sockaddr *)&a.ss, a.len) == 0) return connectresult(L, s, 0);
     if (errno != EINPROGRESS && errno != EINTR && errno != EAGAIN)
       return bsd_addrerror(L, "connect", &a, errno);
-    if (mode == MODE_NOWAIT) return bsd_addrerror(L, "connect", &a, EINPROGRESS);
+    if (mode == MODE_NOWAIT) {
+      s->want = BSD_WANT_WRITE;  /* events() tells a scheduler to wait for writability */
+      return bsd_addrerror(L, "connect", &a, EINPROGRESS);
+    }
     ctx |= CONNECTING;
   }
   /* resumed by the loop: the socket is writable, so the outcome is known */
