@@ -201,6 +201,16 @@ end
 
 local function isobj(o) return CLASSES[getmetatable(o)] == true end
 
+-- objects whose read-ahead buffer holds data (select reports them readable)
+local dirtyset = setmetatable({}, { __mode = "k" })
+
+local function setbuf(self, b)
+  self.buf = b
+  if b == "" then dirtyset[self] = nil else dirtyset[self] = true end
+end
+
+local invalidate  -- select's cache of an object's registration (defined with select)
+
 local function newobj(mt, sock, family)
   return setmetatable({ sock = sock, family = family, buf = "", tb = -1, tt = -1,
     nrecv = 0, nsent = 0, birth = monotime() }, mt)
@@ -233,6 +243,7 @@ local function ensure(self, family, socktype)
   if family == AF_INET6 then sock:setsockopt(core.IPPROTO_IPV6, core.IPV6_V6ONLY, true) end
   self.sock, self.family = sock, family
   applytimeout(self)
+  if invalidate then invalidate(self) end
   return sock
 end
 
@@ -243,7 +254,8 @@ local common = {}
 function common.close(self)
   local sock = self.sock
   if sock then sock:close() end
-  self.sock, self.buf, self.closed = nil, "", true
+  self.sock, self.closed = nil, true
+  setbuf(self, "")
   return 1
 end
 
@@ -264,6 +276,7 @@ function common.setfd(self, fd)
       applytimeout(self)
     end
   end
+  invalidate(self)
 end
 
 function common.dirty(self)
@@ -518,11 +531,11 @@ local function recvline(self, sock, prefix, t0)
   local buf = self.buf
   local i = find(buf, "\n", 1, true)
   if i then
-    self.buf = sub(buf, i + 1)
+    setbuf(self, sub(buf, i + 1))
     return prefix .. stripcr(sub(buf, 1, i - 1))
   end
   local parts, n = { prefix, stripcr(buf) }, 2
-  self.buf = ""
+  if buf ~= "" then setbuf(self, "") end
   while true do
     local data, err = readsome(self, sock, CHUNK, t0)
     if not data then return nil, err, concat(parts, "", 1, n) end
@@ -530,7 +543,7 @@ local function recvline(self, sock, prefix, t0)
     n = n + 1
     if i then
       parts[n] = stripcr(sub(data, 1, i - 1))
-      self.buf = sub(data, i + 1)
+      setbuf(self, sub(data, i + 1))
       return concat(parts, "", 1, n)
     end
     parts[n] = stripcr(data)
@@ -540,7 +553,7 @@ end
 local function recvall(self, sock, prefix, t0)
   local parts, n = { prefix, self.buf }, 2
   local total = #self.buf
-  self.buf = ""
+  setbuf(self, "")
   while true do
     local data, err = readsome(self, sock, CHUNK, t0)
     if not data then
@@ -557,11 +570,22 @@ local function recvraw(self, sock, wanted, prefix, t0)
   local buf = self.buf
   local have = #buf
   if have >= wanted then
-    if have == wanted then self.buf = "" else self.buf = sub(buf, wanted + 1) end
+    setbuf(self, have == wanted and "" or sub(buf, wanted + 1))
     return prefix .. sub(buf, 1, wanted)
   end
-  self.buf = ""
+  if have > 0 then setbuf(self, "") end
   wanted = wanted - have
+  if self.tb == 0 and self.tt < 0 then
+    -- non-blocking: one recv; less than wanted is a timeout with a partial
+    -- result (what LuaSocket's next recv would say, without the system call)
+    local data, msg, code = sock:recv(wanted)
+    if not data then return nil, errstr(msg, code), prefix .. buf end
+    if data == "" then return nil, "closed", prefix .. buf end
+    local got = #data
+    self.nrecv = self.nrecv + got
+    if got == wanted then return prefix .. buf .. data end
+    return nil, "timeout", prefix .. buf .. data
+  end
   if self.tt < 0 then
     -- the fast path: the core reads exactly what is missing, keeping a
     -- partial result on a timeout, an error or EOF
@@ -604,7 +628,7 @@ function tcp.receive(self, pattern, prefix)
       if #self.buf == 0 then
         local data, err = readsome(self, sock, CHUNK, t0)
         if not data then return nil, err, prefix end
-        self.buf = data
+        setbuf(self, data)
       end
       return prefix
     end
@@ -937,14 +961,16 @@ function dns.getnameinfo(host, port)
 end
 
 -- ---- select ----
--- One level-triggered poller per thread (the main one and each loop task).
--- A socket is registered the first time it is selected and stays so: a call
--- costs a few table operations per socket it is given and one epoll_wait,
--- and nothing limits descriptor numbers or their count. Each call marks what
--- it watches with a generation number; a report for a socket the call does
--- not watch narrows or drops that registration. Objects that are not this
+-- One level-triggered poller per thread (the main one and each loop task);
+-- a socket is registered the first time it is selected and stays so.
+-- A call's cost is two table lookups per socket it is given plus one
+-- epoll_wait: for each set table, select remembers where each object was
+-- (pos[o] = i); an object found again at the same place is known and
+-- registered, anything else takes the slow path once. A report for an
+-- object is kept only if the set still holds it (set[pos[o]] == o); other
+-- reports narrow or drop the registration. Objects that are not this
 -- module's (anything with getfd, e.g. LuaSec's) are registered by
--- descriptor for the one call.
+-- descriptor for the one call. Nothing limits descriptor numbers or count.
 
 local POLLIN, POLLOUT, POLLHUP, POLLERR = core.POLLIN, core.POLLOUT, core.POLLHUP, core.POLLERR
 local RWAKE = POLLIN | POLLHUP | POLLERR | (core.POLLPRI or 0)
@@ -952,20 +978,32 @@ local WWAKE = POLLOUT | POLLHUP | POLLERR
 local EVNAME = { "r", "w", "rw" }
 
 local function weak() return setmetatable({}, { __mode = "k" }) end
-local states = weak()
+local states = weak()     -- thread -> its select state
+local selected = weak()   -- objects some select has seen
 
 local function state()
   local co = corunning()
   local st = states[co]
   if not st then
-    st = { p = assert(core.poller({ weak = true })), gen = 0,
-      known = weak(),   -- object -> its socket, as registered
-      owner = weak(),   -- socket or descriptor -> object
+    st = { p = assert(core.poller({ weak = true })),
+      owner = weak(),   -- socket (or a foreign descriptor) -> object
       reg = weak(),     -- socket -> registered events (1 r, 2 w, 3 rw)
-      rmark = weak(), wmark = weak() }  -- object -> generation of the last call watching it
+      rpos = weak(), wpos = weak() }  -- set table -> { object -> index }
     states[co] = st
   end
   return st
+end
+
+-- forgets where o was seen (its socket or its registration changed)
+local function forget(st, o)
+  for _, pos in pairs(st.rpos) do pos[o] = nil end
+  for _, pos in pairs(st.wpos) do pos[o] = nil end
+end
+
+function invalidate(o)
+  if selected[o] then
+    for _, st in pairs(states) do forget(st, o) end
+  end
 end
 
 -- a foreign object's descriptor and whether it holds buffered data
@@ -991,50 +1029,59 @@ local function checkset(t, n)
   end
 end
 
--- registers the objects of set for bit (1 read, 2 write); returns whether
--- any is open, whether one has buffered data (added to r), and the
--- descriptors of foreign objects
-local function scan(st, set, mark, bit, gen, r, foreign)
-  local known, owner, reg, p = st.known, st.owner, st.reg, st.p
-  local watched, immediate = false, false
+-- the slow path for o at set[i]: registers its socket for bit (1 read,
+-- 2 write), or notes a foreign object's descriptor; true if that one has
+-- buffered data
+local function learn(st, o, i, pos, bit, foreign)
+  if isobj(o) then
+    pos[o] = i
+    selected[o] = true
+    local key = o.sock
+    if key ~= nil then
+      st.owner[key] = o
+      local m = st.reg[key] or 0
+      if m & bit == 0 then
+        m = m | bit
+        if st.p:add(key, EVNAME[m]) then st.reg[key] = m end
+      end
+    end
+    return false, foreign
+  end
+  local fd, dirty = foreignkey(o)
+  if fd then
+    foreign = foreign or {}
+    local prev = foreign[fd]
+    foreign[fd] = (prev or 0) | bit
+    st.owner[fd] = o
+  end
+  return dirty and bit == 1, foreign
+end
+
+-- walks set (recvt or sendt); returns whether a foreign object has buffered
+-- data (added to r) and the foreign descriptors
+local function scan(st, set, posmaps, bit, r, foreign)
+  local pos = posmaps[set]
+  if not pos then
+    pos = {}
+    posmaps[set] = pos
+  end
+  local immediate = false
   for i = 1, huge do
     local o = set[i]
     if o == nil then break end
-    if mark[o] ~= gen then
-      mark[o] = gen
-      local key = known[o]
-      if key ~= nil and key == o.sock then       -- the common case: seen before
-        watched = true
-        if bit == 1 and #o.buf > 0 then addresult(r, o) immediate = true end
-        local m = reg[key] or 0
-        if m & bit == 0 then
-          m = m | bit
-          if p:add(key, EVNAME[m]) then reg[key] = m end
-        end
-      else
-        local dirty
-        if isobj(o) then
-          key, dirty = o.sock, #o.buf > 0
-        else
-          key, dirty = foreignkey(o)
-        end
-        if key ~= nil then
-          watched = true
-          if bit == 1 and dirty then addresult(r, o) immediate = true end
-          owner[key] = o
-          if type(key) == "number" then
-            foreign = foreign or {}
-            foreign[key] = true
-          else
-            known[o] = key
-            local m = (reg[key] or 0) | bit
-            if p:add(key, EVNAME[m]) then reg[key] = m end
-          end
-        end
-      end
+    if pos[o] ~= i then
+      local dirty
+      dirty, foreign = learn(st, o, i, pos, bit, foreign)
+      if dirty then addresult(r, o) immediate = true end
     end
   end
-  return watched, immediate, foreign
+  return immediate, foreign, pos
+end
+
+local function holds(set, pos, o)
+  if not set then return false end
+  local i = pos[o]
+  return i ~= nil and set[i] == o
 end
 
 function socket.select(recvt, sendt, timeout)
@@ -1043,22 +1090,23 @@ function socket.select(recvt, sendt, timeout)
   timeout = tonumber(timeout)
   if timeout and timeout < 0 then timeout = nil end
   local st = state()
-  local p, owner, reg, rmark, wmark = st.p, st.owner, st.reg, st.rmark, st.wmark
-  local gen = st.gen + 1
-  st.gen = gen
+  local p, owner, reg = st.p, st.owner, st.reg
   local r, w = {}, {}
-  local watched, immediate, foreign = false, false, nil
-  if recvt then watched, immediate, foreign = scan(st, recvt, rmark, 1, gen, r, foreign) end
+  local immediate, foreign, rp, wp = false, nil, nil, nil
+  if recvt then immediate, foreign, rp = scan(st, recvt, st.rpos, 1, r, foreign) end
   if sendt then
-    local w2, i2
-    w2, i2, foreign = scan(st, sendt, wmark, 2, gen, r, foreign)
-    watched, immediate = watched or w2, immediate or i2
+    local i2
+    i2, foreign, wp = scan(st, sendt, st.wpos, 2, r, foreign)
+    immediate = immediate or i2
+  end
+  if recvt and next(dirtyset) ~= nil then
+    -- objects with data in their buffer are readable at once
+    for o in pairs(dirtyset) do
+      if holds(recvt, rp, o) then addresult(r, o) immediate = true end
+    end
   end
   if foreign then
-    for fd in pairs(foreign) do
-      local o = owner[fd]
-      p:add(fd, EVNAME[(rmark[o] == gen and 1 or 0) | (wmark[o] == gen and 2 or 0)])
-    end
+    for fd, m in pairs(foreign) do p:add(fd, EVNAME[m]) end
   end
   local deadline = timeout and monotime() + timeout
   local intask = tasks[corunning()] ~= nil
@@ -1076,36 +1124,39 @@ function socket.select(recvt, sendt, timeout)
       if pfd then loop.wait(pfd, "r", wait) else loop.sleep(wait and math.min(wait, 0.01) or 0.01) end
       wait = 0
     end
-    if watched then
-      for key, rev in p:wait(wait) do
-        local o = owner[key]
-        local hit = false
-        if o ~= nil then
-          if rmark[o] == gen and rev & RWAKE ~= 0 then addresult(r, o) hit = true end
-          if wmark[o] == gen and rev & WWAKE ~= 0 then addresult(w, o) hit = true end
-        end
-        if not hit then
-          fixes = fixes or {}
-          fixes[#fixes + 1] = key
-        end
+    for key, rev in p:wait(wait) do
+      local o = owner[key]
+      local hit = false
+      if o ~= nil then
+        local fm = foreign and foreign[key]
+        local inr, inw
+        if fm then inr, inw = fm & 1 ~= 0, fm & 2 ~= 0
+        else inr, inw = holds(recvt, rp, o), holds(sendt, wp, o) end
+        if inr and rev & RWAKE ~= 0 then addresult(r, o) hit = true end
+        if inw and rev & WWAKE ~= 0 then addresult(w, o) hit = true end
       end
-      if fixes then
-        for k = #fixes, 1, -1 do
-          local key = fixes[k]
-          fixes[k] = nil
+      if not hit then
+        fixes = fixes or {}
+        fixes[#fixes + 1] = key
+      end
+    end
+    if fixes then
+      for k = #fixes, 1, -1 do
+        local key = fixes[k]
+        fixes[k] = nil
+        if not (foreign and foreign[key]) then
           local o = owner[key]
-          local m = o and ((rmark[o] == gen and 1 or 0) | (wmark[o] == gen and 2 or 0)) or 0
+          local m = o and ((holds(recvt, rp, o) and 1 or 0) | (holds(sendt, wp, o) and 2 or 0)) or 0
           if m == 0 then
             p:remove(key)
             reg[key] = nil
           else
             p:modify(key, EVNAME[m])
-            if type(key) ~= "number" then reg[key] = m end
+            reg[key] = m
           end
+          if o then forget(st, o) end
         end
       end
-    elseif wait ~= 0 then
-      loop.sleep(wait or 2 ^ 31)
     end
     if #r > 0 or #w > 0 or immediate then break end
     if deadline and monotime() >= deadline then break end
