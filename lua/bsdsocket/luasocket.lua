@@ -213,7 +213,7 @@ local invalidate  -- select's cache of an object's registration (defined with se
 
 local function newobj(mt, sock, family)
   return setmetatable({ sock = sock, family = family, buf = "", tb = -1, tt = -1,
-    nrecv = 0, nsent = 0, birth = monotime() }, mt)
+    fast = true, nrecv = 0, nsent = 0, birth = monotime() }, mt)
 end
 
 -- the native timeout for the next wait of a call that started at t0
@@ -228,6 +228,9 @@ end
 
 -- applies the block timeout to the socket (the total one is set per call)
 local function applytimeout(self)
+  -- fast: no total timeout and not non-blocking, so receive(n) and send(data)
+  -- are one recvall / sendall of the core
+  self.fast = self.tt < 0 and self.tb ~= 0
   local sock = self.sock
   if not sock then return end
   if self.tt >= 0 then sock:settimeout(0)
@@ -610,17 +613,32 @@ local function recvraw(self, sock, wanted, prefix, t0)
 end
 
 function tcp.receive(self, pattern, prefix)
-  local t0 = monotime()
+  local sock = self.sock
+  if self.fast and prefix == nil and self.buf == "" and type(pattern) == "number" and sock then
+    -- the common case first: receive(n), nothing buffered, a blocking
+    -- socket (with or without a block timeout): the core reads n bytes
+    local n = pattern // 1
+    if n > 0 then
+      local data, msg, code, partial = sock:recvall(n)
+      if data then
+        self.nrecv = self.nrecv + n
+        return data
+      end
+      partial = partial or ""
+      self.nrecv = self.nrecv + #partial
+      return nil, errstr(msg, code), partial
+    end
+  end
+  local t0 = self.tt >= 0 and monotime() or 0   -- only a total timeout needs the start
   if prefix == nil then prefix = ""
   elseif type(prefix) ~= "string" then
     if type(prefix) == "number" then prefix = tostring(prefix)
     else error("bad argument #2 to 'receive' (string expected, got " .. type(prefix) .. ")", 2) end
   end
-  local sock = self.sock
   local n = tonumber(pattern)
   if n then
     if n < 0 then error("bad argument #1 to 'receive' (invalid receive pattern)", 2) end
-    n = floor(n)
+    n = n // 1
     if #prefix > 0 and n <= #prefix then return prefix end
     if not sock then return nil, "closed", prefix end
     if n == 0 then
@@ -646,7 +664,19 @@ function tcp.receive(self, pattern, prefix)
 end
 
 function tcp.send(self, data, i, j)
-  local t0 = monotime()
+  local sock = self.sock
+  if self.fast and i == nil and j == nil and sock and type(data) == "string" then
+    local ok, msg, code, sent = sock:sendall(data)   -- the common case: all of data
+    if ok then
+      local n = #data
+      self.nsent = self.nsent + n
+      return n
+    end
+    sent = sent or 0
+    self.nsent = self.nsent + sent
+    return nil, errstr(msg, code), sent
+  end
+  local t0 = self.tt >= 0 and monotime() or 0
   if type(data) ~= "string" then
     if type(data) == "number" then data = tostring(data)
     else error("bad argument #1 to 'send' (string expected, got " .. type(data) .. ")", 2) end
@@ -658,7 +688,6 @@ function tcp.send(self, data, i, j)
   if j < 0 then j = size + j + 1 end
   if i < 1 then i = 1 end
   if j > size then j = size end
-  local sock = self.sock
   if not sock then return nil, "closed", i - 1 end
   if i > j then return i - 1 end
   local chunk = (i == 1 and j == size) and data or sub(data, i, j)
