@@ -289,6 +289,7 @@ describe("bsdsocket.luasocket", function()
     it("settimeout(nil) or a negative one blocks; accept times out with 'timeout'", function()
       local s = assert(socket.bind("127.0.0.1", 0))
       assert.equal(1, s:settimeout(-1))
+      assert.equal(1, s:settimeout(1e12))         -- "forever" in seconds is fine too
       assert.equal(1, s:settimeout(0.05))
       assert.same({ nil, "timeout" }, { s:accept() })
       s:close()

@@ -69,6 +69,9 @@ marker='io.stderr:write("answered by: ", require("socket")._VERSION, "\n")'
 timeout 150 lua5.4 -l bsdsocket.luasocket -e "$marker port = $port" testsrvr.lua > %s 2>&1 &
 server=$!
 for _ in $(seq 50); do grep -q "waiting for client" %s && break; sleep 0.1; done
+# its select case opens socket._SETSIZE + 1 sockets: the open-file limit
+# here, kept moderate so that the case stays quick
+ulimit -n 4096
 timeout 140 lua5.4 -l bsdsocket.luasocket -e "$marker port = $port" testclnt.lua
 echo "client exit: $?"
 kill $server 2>/dev/null
@@ -99,5 +102,7 @@ wait $server 2>/dev/null
     end
     assert.matches("testing: done in [%d.]+s", client)
     assert.matches("os%.exit%(%)", server)       -- the server got the last command
+    -- _SETSIZE is the open-file limit: the suite could not open more sockets than that
+    assert.matches("unable to create enough sockets", client)
   end)
 end)

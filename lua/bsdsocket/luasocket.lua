@@ -292,7 +292,8 @@ end
 
 function common.settimeout(self, t, mode)
   t = tonumber(t)
-  if not t or t < 0 then t = -1 end
+  if not t or t < 0 or t ~= t then t = -1 end
+  if t > 1e8 then t = 1e8 end   -- the core takes at most 1e9 s; over three years is forever
   mode = mode or "b"
   local m = sub(tostring(mode), 1, 1)
   if m == "b" then self.tb = t
@@ -614,19 +615,31 @@ end
 
 function tcp.receive(self, pattern, prefix)
   local sock = self.sock
-  if self.fast and prefix == nil and self.buf == "" and type(pattern) == "number" and sock then
-    -- the common case first: receive(n), nothing buffered, a blocking
-    -- socket (with or without a block timeout): the core reads n bytes
+  if prefix == nil and self.buf == "" and type(pattern) == "number" and self.tt < 0 and sock then
+    -- the common cases first: receive(n), nothing buffered, no total timeout
     local n = pattern // 1
     if n > 0 then
-      local data, msg, code, partial = sock:recvall(n)
-      if data then
-        self.nrecv = self.nrecv + n
-        return data
+      if self.tb ~= 0 then
+        -- blocking (with or without a block timeout): the core reads n bytes
+        local data, msg, code, partial = sock:recvall(n)
+        if data then
+          self.nrecv = self.nrecv + n
+          return data
+        end
+        partial = partial or ""
+        self.nrecv = self.nrecv + #partial
+        return nil, errstr(msg, code), partial
       end
-      partial = partial or ""
-      self.nrecv = self.nrecv + #partial
-      return nil, errstr(msg, code), partial
+      -- non-blocking: one recv; fewer than n bytes is a timeout with a
+      -- partial result (what LuaSocket's next recv would say, without the
+      -- system call)
+      local data, msg, code = sock:recv(n)
+      if not data then return nil, errstr(msg, code), "" end
+      local got = #data
+      if got == 0 then return nil, "closed", "" end
+      self.nrecv = self.nrecv + got
+      if got == n then return data end
+      return nil, "timeout", data
     end
   end
   local t0 = self.tt >= 0 and monotime() or 0   -- only a total timeout needs the start
@@ -665,8 +678,10 @@ end
 
 function tcp.send(self, data, i, j)
   local sock = self.sock
-  if self.fast and i == nil and j == nil and sock and type(data) == "string" then
-    local ok, msg, code, sent = sock:sendall(data)   -- the common case: all of data
+  if (i == nil or i == 1) and j == nil and self.tt < 0 and sock and type(data) == "string" then
+    -- the common case: all of data, no total timeout (a non-blocking
+    -- sendall stops at a full buffer and tells how much it sent)
+    local ok, msg, code, sent = sock:sendall(data)
     if ok then
       local n = #data
       self.nsent = self.nsent + n
@@ -1118,7 +1133,8 @@ function socket.select(recvt, sendt, timeout)
   checkset(sendt, 2)
   timeout = tonumber(timeout)
   if timeout and timeout < 0 then timeout = nil end
-  local st = state()
+  local co = corunning()
+  local st = states[co] or state()
   local p, owner, reg = st.p, st.owner, st.reg
   local r, w = {}, {}
   local immediate, foreign, rp, wp = false, nil, nil, nil
@@ -1138,7 +1154,7 @@ function socket.select(recvt, sendt, timeout)
     for fd, m in pairs(foreign) do p:add(fd, EVNAME[m]) end
   end
   local deadline = timeout and monotime() + timeout
-  local intask = tasks[corunning()] ~= nil
+  local intask = tasks[co] ~= nil
   local pfd = intask and p:fileno()
   local fixes
   while true do
@@ -1160,7 +1176,12 @@ function socket.select(recvt, sendt, timeout)
         local fm = foreign and foreign[key]
         local inr, inw
         if fm then inr, inw = fm & 1 ~= 0, fm & 2 ~= 0
-        else inr, inw = holds(recvt, rp, o), holds(sendt, wp, o) end
+        else
+          local i = rp and rp[o]
+          inr = i ~= nil and recvt[i] == o
+          i = wp and wp[o]
+          inw = i ~= nil and sendt[i] == o
+        end
         if inr and rev & RWAKE ~= 0 then addresult(r, o) hit = true end
         if inw and rev & WWAKE ~= 0 then addresult(w, o) hit = true end
       end
