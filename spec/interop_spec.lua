@@ -246,4 +246,49 @@ describe("LuaSec", function()
     assert.is_true(h:wait(5))
     assert.matches("released %-1", h:output())
   end)
+
+  it("ssl.https.request runs unchanged on the compat layer (lua5.4 -l bsdsocket.luasocket)", function()
+    local h = net.spawn(([[
+      local socket = require "bsdsocket.luasocket"
+      local ssl = require "ssl"
+      local server = assert(socket.bind("127.0.0.1", 0))
+      local _, port = server:getsockname()
+      print("port " .. port) io.stdout:flush()
+      local c = assert(server:accept())
+      local t = assert(ssl.wrap(c, { mode = "server", protocol = "any",
+        certificate = %q, key = %q }))
+      t:settimeout(5)
+      assert(t:dohandshake())
+      local request = assert(t:receive())
+      repeat local line = assert(t:receive()) until line == ""
+      local body = "over TLS: " .. request
+      t:send("HTTP/1.1 200 OK\r\nContent-Length: " .. #body .. "\r\nConnection: close\r\n\r\n" .. body)
+      t:close()
+    ]]):format(cert, key))
+    finally(function() h:cleanup() end)
+    local port
+    for _ = 1, 250 do
+      port = tonumber(h:output():match("port (%d+)"))
+      if port then break end
+      net.sleep(0.02)
+    end
+    assert(port, h:output())
+    local script = tmp:path("https_client.lua")
+    local f = assert(io.open(script, "w"))
+    f:write(([[
+      assert(package.loaded["socket.core"]._BSDSOCKET, "socket.core is not bsdsocket's")
+      local https = require "ssl.https"
+      local t = {}
+      local ok, code = https.request{ url = "https://127.0.0.1:%d/secret",
+        sink = require("ltn12").sink.table(t), verify = "peer", cafile = %q }
+      print(ok, code, table.concat(t))
+    ]]):format(port, cert))
+    f:close()
+    local p = assert(io.popen(net.childenv() .. " timeout 20 lua5.4 -l bsdsocket.luasocket "
+      .. net.shquote(script) .. " 2>&1"))
+    local out = p:read("a")
+    p:close()
+    assert.equal("1\t200\tover TLS: GET /secret HTTP/1.1\n", out)
+    assert.is_true(h:wait(5))
+  end)
 end)
