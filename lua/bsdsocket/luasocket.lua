@@ -620,15 +620,27 @@ function tcp.receive(self, pattern, prefix)
     local n = pattern // 1
     if n > 0 then
       if self.tb ~= 0 then
-        -- blocking (with or without a block timeout): the core reads n bytes
+        -- blocking (with or without a block timeout): the core reads n
+        -- bytes. A large n starts with one recv (the core's reused buffer,
+        -- often all of it at once), recvall reads what is missing.
+        local first = ""
+        if n > 4096 then
+          local data, msg, code = sock:recv(n)
+          if not data then return nil, errstr(msg, code), "" end
+          local got = #data
+          if got == 0 then return nil, "closed", "" end
+          self.nrecv = self.nrecv + got
+          if got == n then return data end
+          first, n = data, n - got
+        end
         local data, msg, code, partial = sock:recvall(n)
         if data then
           self.nrecv = self.nrecv + n
-          return data
+          return first .. data
         end
         partial = partial or ""
         self.nrecv = self.nrecv + #partial
-        return nil, errstr(msg, code), partial
+        return nil, errstr(msg, code), first .. partial
       end
       -- non-blocking: one recv; fewer than n bytes is a timeout with a
       -- partial result (what LuaSocket's next recv would say, without the
