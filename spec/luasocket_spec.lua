@@ -428,6 +428,26 @@ describe("bsdsocket.luasocket", function()
       c:close() a:close()
     end)
 
+    it("keeps nothing alive that a long-lived set no longer holds", function()
+      local server = assert(socket.bind("127.0.0.1", 0))
+      local ip, port = server:getsockname()
+      local set = { server }
+      local alive = setmetatable({}, { __mode = "k" })
+      for _ = 1, 50 do
+        local c = assert(socket.connect(ip, port))
+        local a = assert(server:accept())
+        alive[a] = true
+        set[2] = a
+        c:send("x")
+        assert.equal(1, socket.select(set, nil, 1)[a])
+        set[2] = nil
+        a:close() c:close()
+      end
+      collectgarbage() collectgarbage()
+      assert.is_nil(next(alive))
+      server:close()
+    end)
+
     it("waits on 5,000 sockets, descriptors past 1,024 included", function()
       local n = 5000
       local socks = {}

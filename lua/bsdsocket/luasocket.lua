@@ -1118,7 +1118,7 @@ end
 local function scan(st, set, posmaps, bit, r, foreign)
   local pos = posmaps[set]
   if not pos then
-    pos = {}
+    pos = weak()        -- objects dropped from the set are not kept alive
     posmaps[set] = pos
   end
   local immediate = false
