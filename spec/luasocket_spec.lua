@@ -583,6 +583,25 @@ describe("bsdsocket.luasocket", function()
       c:close() a:close()
     end)
 
+    it("tasks selecting at the same time each get their own sockets", function()
+      local c1, a1 = pair()
+      local c2, a2 = pair()
+      local got = {}
+      for i, a in ipairs({ a1, a2 }) do
+        loop.spawn(function()
+          local r = socket.select({ a }, nil, 5)
+          got[i] = r[1] == a and a:receive()
+        end)
+      end
+      loop.spawn(function()
+        loop.sleep(0.02) c2:send("two\n")
+        loop.sleep(0.02) c1:send("one\n")
+      end)
+      assert.is_true(loop.run(10))
+      assert.same({ "one", "two" }, got)
+      for _, s in ipairs({ c1, a1, c2, a2 }) do s:close() end
+    end)
+
     it("receive with a timeout returns 'timeout' while other tasks run", function()
       local c, a = pair()
       local ticks, result, ticks_then = 0, nil, nil
