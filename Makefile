@@ -22,6 +22,10 @@ MODULE = $(BUILD)/bsdsocket/core.so
 
 DEB_PACKAGES = lua5.4 liblua5.4-dev lua-busted luarocks lua-check pkg-config valgrind python3 dnsmasq-base curl lua-cqueues
 DEB_BENCH    = lua-socket lua-luv valgrind
+# bsdsocket.luasocket's specs: LuaSocket's pure-Lua modules (socket.http,
+# ltn12, mime), the real cqueues, luv and LuaSec, openssl for a test
+# certificate, ip and unshare for LuaSocket's suite in a private namespace
+DEB_INTEROP  = lua-socket lua-sec lua-cqueues lua-luv openssl iproute2 util-linux
 
 .PHONY: layers all deps deps-bench deps-ci test sanitize valgrind fuzz static bench demo install uninstall clean rock-check errnames lint constants
 
@@ -33,7 +37,7 @@ $(MODULE): $(SRCS) $(HDRS)
 
 # Installs the Debian packages the build and the specs need, only when missing.
 deps:
-	@missing=""; for p in $(DEB_PACKAGES); do \
+	@missing=""; for p in $(DEB_PACKAGES) $(DEB_INTEROP); do \
 	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'ok installed' || missing="$$missing $$p"; \
 	done; \
 	if [ -n "$$missing" ]; then \
