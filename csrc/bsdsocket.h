@@ -9,6 +9,7 @@
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <netinet/in.h>
+#include <netdb.h>
 
 #include "lua.h"
 #include "lauxlib.h"
@@ -117,13 +118,36 @@ bsd_addr *bsd_testaddr(lua_State *L, int idx);
 /* Reads an address from the arguments at idx: an addr, a Unix path, or
 ** host, port (resolved for family). Returns the number of Lua arguments
 ** consumed (1 or 2), or 0 after pushing nil, msg, code (3 values) on a
-** resolver failure. */
+** resolver failure.
+** In a loop task, a host name given as arguments of the running function
+** (S.addr at 1; bind, connect at 2; sendto, sendmsg, sendmmsg at 3) is
+** resolved on a worker thread: bsd_getaddrarg yields, and once the answer
+** is in, calls the running function again with the addr in place of host,
+** port, and returns its results (or the resolver's nil, msg, code). So the
+** caller must not have pushed anything above its arguments before the
+** call. Elsewhere the resolution is synchronous. */
 int bsd_getaddrarg(lua_State *L, int idx, int family, int socktype,
                    const char *call, bsd_addr *out);
 /* text form of an address: "127.0.0.1:80", "[::1]:80", "unix:/tmp/x" */
 void bsd_addrtostring(const struct sockaddr *sa, socklen_t len,
                       char *buf, size_t bufsize);
 void bsd_open_addr(lua_State *L);
+
+/* resolver.c: getaddrinfo on a worker thread, for loop tasks */
+int bsd_intask(lua_State *L);  /* running in a coroutine of S._tasks */
+/* Starts getaddrinfo(host, service, hints) on a worker thread and pushes a
+** request object (1); 0 and nothing pushed when no thread or descriptor
+** can be had (the caller then resolves in place). */
+int bsd_resolve_start(lua_State *L, const char *host, const char *service,
+                      const struct addrinfo *hints);
+/* Yields "bsdsocket.wait" on the request's wake socket; k continues. */
+int bsd_resolve_yield(lua_State *L, int idx, lua_KContext ctx, lua_KFunction k);
+/* 1 once the answer is in, with *gai and *res (owned by the request; errno
+** set for EAI_SYSTEM), else 0 */
+int bsd_resolve_answer(lua_State *L, int idx, int *gai, const struct addrinfo **res);
+/* closes the wake socket and frees the answer (at once or by the worker) */
+void bsd_resolve_release(lua_State *L, int idx);
+void bsd_open_resolver(lua_State *L);
 
 /* options.c */
 int bsd_setsockopt(lua_State *L);

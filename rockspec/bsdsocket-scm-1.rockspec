@@ -22,8 +22,9 @@ build = {
     ["bsdsocket.core"] = {
       sources = {
         "csrc/addr.c", "csrc/core.c", "csrc/errors.c", "csrc/msg.c",
-        "csrc/options.c", "csrc/poller.c", "csrc/socket.c",
+        "csrc/options.c", "csrc/poller.c", "csrc/resolver.c", "csrc/socket.c",
       },
+      libraries = { "pthread", "dl" },
       defines = { "_GNU_SOURCE" },
       incdirs = { "csrc" },
     },

@@ -1,0 +1,276 @@
+/*
+** getaddrinfo off the loop: a request runs getaddrinfo on a worker thread,
+** so a task of bsdsocket.loop that resolves a name waits like any other
+** call while the other tasks run (addr.c decides when to use it).
+**
+** A request is a full userdata (metatable bsdsocket.resolve) pointing to a
+** job shared with its worker, plus a wake socket: the read end of a
+** socketpair, an ordinary socket object (its user value) that the task
+** yields on ("bsdsocket.wait", wake, read). The worker owns the write end;
+** once the answer is in the job it writes a byte there and closes it,
+** which makes the wake socket readable. Neither side ever touches the
+** other's descriptor, so no descriptor number can be written to after
+** being reused.
+**
+** The job is reference-counted under its mutex (the request and the
+** worker): whoever drops it last frees it and the answer, so a request
+** collected while its worker still runs (a task that was cancelled or
+** collected) leaks nothing: the worker frees on its way out.
+**
+** One detached thread per request: no pool, no global state, nothing to
+** shut down when the Lua state closes. The worker blocks every signal, so
+** SIGINT and friends still reach the thread that runs Lua. When no thread
+** or no descriptor can be had, start returns 0 and the caller resolves in
+** place, as outside tasks.
+*/
+#include <dlfcn.h>
+#include <errno.h>
+#include <netdb.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "bsdsocket.h"
+
+#define BSD_RESOLVE_MT "bsdsocket.resolve"
+
+typedef struct job {
+  pthread_mutex_t lock;
+  int refs;                /* 2 while both the request and the worker hold it */
+  int done;                /* the answer is in: gai and res */
+  int gai;
+  int err;                 /* the worker's errno, for EAI_SYSTEM */
+  int wfd;                 /* the worker's end of the wake socketpair */
+  struct addrinfo *res;
+  struct addrinfo hints;
+  char *host, *service;    /* copies (NULL when not given), in the same block */
+} job;
+
+typedef struct request {
+  job *j;                  /* NULL once released */
+} request;
+
+static void jobfree(job *j) {
+  if (j->res) freeaddrinfo(j->res);
+  pthread_mutex_destroy(&j->lock);
+  free(j);
+}
+
+/* drops one reference; the last one frees */
+static void jobunref(job *j) {
+  int last;
+  pthread_mutex_lock(&j->lock);
+  last = --j->refs == 0;
+  pthread_mutex_unlock(&j->lock);
+  if (last) jobfree(j);
+}
+
+static void *worker(void *arg) {
+  job *j = (job *)arg;
+  struct addrinfo *res = NULL;
+  int gai, err, wfd = j->wfd, last;
+  errno = 0;
+  gai = getaddrinfo(j->host, j->service, &j->hints, &res);
+  err = errno;
+  pthread_mutex_lock(&j->lock);
+  j->res = gai == 0 ? res : NULL;
+  j->gai = gai;
+  j->err = err;
+  j->done = 1;
+  last = --j->refs == 0;
+  pthread_mutex_unlock(&j->lock);
+  /* after the answer: the wake socket becomes readable (a byte, so that a
+  ** copy of wfd in a forked child cannot delay it); a reader already gone
+  ** makes this fail with EPIPE, harmlessly (MSG_NOSIGNAL) */
+  (void)send(wfd, "", 1, MSG_NOSIGNAL | MSG_DONTWAIT);
+  close(wfd);
+  if (last) jobfree(j);
+  return NULL;
+}
+
+/* The worker runs code of this shared object after its getaddrinfo
+** returns, and lua_close unloads C modules (dlclose): pin the object so a
+** worker still running when the state closes has code to return to. */
+static void pinself(void) {
+  Dl_info info;
+  if (dladdr((void *)(size_t)pinself, &info) && info.dli_fname) {
+    void *h = dlopen(info.dli_fname, RTLD_NOW | RTLD_NOLOAD | RTLD_NODELETE);
+    if (h) dlclose(h);  /* RTLD_NODELETE stays on the object */
+  }
+}
+
+static int startworker(job *j) {
+  pthread_attr_t attr;
+  pthread_t t;
+  sigset_t all, old;
+  int r;
+  if (pthread_attr_init(&attr) != 0) return -1;
+  pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+  sigfillset(&all);
+  pthread_sigmask(SIG_SETMASK, &all, &old);  /* inherited by the worker */
+  r = pthread_create(&t, &attr, worker, j);
+  pthread_sigmask(SIG_SETMASK, &old, NULL);
+  pthread_attr_destroy(&attr);
+  return r == 0 ? 0 : -1;
+}
+
+static job *newjob(const char *host, const char *service, const struct addrinfo *hints) {
+  size_t hl = host ? strlen(host) + 1 : 0, sl = service ? strlen(service) + 1 : 0;
+  job *j = (job *)malloc(sizeof(job) + hl + sl);
+  char *p;
+  if (!j) return NULL;
+  memset(j, 0, sizeof *j);
+  if (pthread_mutex_init(&j->lock, NULL) != 0) {
+    free(j);
+    return NULL;
+  }
+  p = (char *)(j + 1);
+  if (host) {
+    memcpy(p, host, hl);
+    j->host = p;
+    p += hl;
+  }
+  if (service) {
+    memcpy(p, service, sl);
+    j->service = p;
+  }
+  j->hints.ai_family = hints->ai_family;
+  j->hints.ai_socktype = hints->ai_socktype;
+  j->hints.ai_protocol = hints->ai_protocol;
+  j->hints.ai_flags = hints->ai_flags;
+  j->refs = 2;
+  j->wfd = -1;
+  return j;
+}
+
+static request *checkrequest(lua_State *L, int idx) {
+  return (request *)luaL_checkudata(L, idx, BSD_RESOLVE_MT);
+}
+
+/* the wake socket of the request at idx, pushed */
+static bsd_socket *pushwake(lua_State *L, int idx) {
+  lua_getiuservalue(L, idx, 1);
+  return (bsd_socket *)lua_touserdata(L, -1);
+}
+
+int bsd_resolve_start(lua_State *L, const char *host, const char *service,
+                      const struct addrinfo *hints) {
+  request *rq;
+  bsd_socket *wake;
+  job *j;
+  int fds[2];
+  /* everything Lua allocates first: a memory error raised later would
+  ** leak the descriptors and the thread */
+  luaL_checkstack(L, 8, NULL);
+  rq = (request *)lua_newuserdatauv(L, sizeof(request), 1);
+  rq->j = NULL;
+  luaL_setmetatable(L, BSD_RESOLVE_MT);
+  wake = bsd_newsocket(L, -1, AF_UNIX, SOCK_STREAM, 0);
+  lua_setiuservalue(L, -2, 1);
+  if ((j = newjob(host, service, hints)) == NULL) goto fail;
+  if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0, fds) < 0) {
+    jobfree(j);
+    goto fail;
+  }
+  j->wfd = fds[1];
+  pinself();
+  if (startworker(j) < 0) {
+    close(fds[0]);
+    close(fds[1]);
+    jobfree(j);
+    goto fail;
+  }
+  rq->j = j;
+  wake->fd = fds[0];
+  wake->fd_nonblock = 1;
+  return 1;
+fail:
+  lua_pop(L, 1);
+  return 0;
+}
+
+int bsd_resolve_yield(lua_State *L, int idx, lua_KContext ctx, lua_KFunction k) {
+  idx = lua_absindex(L, idx);
+  luaL_checkstack(L, 4, NULL);
+  lua_pushliteral(L, "bsdsocket.wait");
+  pushwake(L, idx);
+  lua_pushinteger(L, BSD_WANT_READ);
+  lua_pushnil(L);  /* no deadline: the resolver has its own timeouts */
+  return lua_yieldk(L, 4, ctx, k);
+}
+
+int bsd_resolve_answer(lua_State *L, int idx, int *gai, const struct addrinfo **res) {
+  request *rq = checkrequest(L, idx);
+  int done = 0;
+  if (rq->j) {
+    pthread_mutex_lock(&rq->j->lock);
+    done = rq->j->done;
+    pthread_mutex_unlock(&rq->j->lock);
+  }
+  if (done) {  /* the worker no longer touches the job's answer */
+    *gai = rq->j->gai;
+    *res = rq->j->res;
+    if (*gai == EAI_SYSTEM) errno = rq->j->err;
+  }
+  return done;
+}
+
+/* Closes the wake socket and drops the request's reference to the job
+** (freeing it if the worker is done). Idempotent; __gc does the same. */
+static void release(lua_State *L, int idx) {
+  request *rq = (request *)lua_touserdata(L, idx);
+  bsd_socket *wake;
+  if (rq->j) {
+    jobunref(rq->j);
+    rq->j = NULL;
+  }
+  wake = pushwake(L, idx);
+  if (wake && wake->fd >= 0) {
+    close(wake->fd);
+    wake->fd = -1;
+  }
+  lua_pop(L, 1);
+}
+
+void bsd_resolve_release(lua_State *L, int idx) {
+  checkrequest(L, idx);
+  release(L, lua_absindex(L, idx));
+}
+
+static int request_gc(lua_State *L) {
+  release(L, 1);
+  return 0;
+}
+
+static int request_tostring(lua_State *L) {
+  request *rq = checkrequest(L, 1);
+  lua_pushstring(L, rq->j ? "bsdsocket.resolve (pending)" : "bsdsocket.resolve (released)");
+  return 1;
+}
+
+int bsd_intask(lua_State *L) {
+  int found = 0;
+  if (!lua_isyieldable(L)) return 0;
+  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &bsd_taskskey) == LUA_TTABLE) {
+    lua_pushthread(L);
+    found = lua_rawget(L, -2) != LUA_TNIL;
+    lua_pop(L, 1);
+  }
+  lua_pop(L, 1);
+  return found;
+}
+
+static const luaL_Reg request_meta[] = {
+  {"__gc", request_gc},
+  {"__close", request_gc},
+  {"__tostring", request_tostring},
+  {NULL, NULL}
+};
+
+void bsd_open_resolver(lua_State *L) {
+  luaL_newmetatable(L, BSD_RESOLVE_MT);
+  luaL_setfuncs(L, request_meta, 0);
+  lua_pop(L, 1);
+}
