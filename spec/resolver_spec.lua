@@ -227,3 +227,360 @@ describe("byte order", function()
     assert.has_error(function() S.htons("x") end)
   end)
 end)
+
+-- ---- the resolver inside bsdsocket.loop tasks ----
+
+local loop = require "bsdsocket.loop"
+local childproc = require "helpers.child"
+
+-- Runs fn as the only task of a loop (bounded to 10 s) and returns what it
+-- returned, packed.
+local function intask(fn)
+  local out
+  loop.spawn(function() out = table.pack(fn()) end)
+  assert.is_true(loop.run(10), "the task did not finish")
+  return out
+end
+
+-- A shared object that makes getaddrinfo slow on purpose for names ending
+-- in ".slow.test": the calling thread sleeps SLOW_GAI_MS (default 1000) ms,
+-- then "nosuch*.slow.test" gives EAI_NONAME and any other such name resolves
+-- as 127.0.0.1. Other names go to the real getaddrinfo. Built once with the
+-- C compiler; nil if there is none.
+local slowshim
+local function slowgai()
+  if slowshim ~= nil then return slowshim or nil end
+  local d = net.tmpdir()
+  local src, so = d:path("slowgai.c"), d.dir .. "/slowgai.so"
+  local f = assert(io.open(src, "w"))
+  f:write([[
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <netdb.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+typedef int (*gai_fn)(const char *, const char *, const struct addrinfo *, struct addrinfo **);
+static int endswith(const char *s, const char *tail) {
+  size_t n = strlen(s), m = strlen(tail);
+  return n >= m && strcmp(s + n - m, tail) == 0;
+}
+int getaddrinfo(const char *host, const char *serv, const struct addrinfo *hints,
+                struct addrinfo **res) {
+  gai_fn real = (gai_fn)dlsym(RTLD_NEXT, "getaddrinfo");
+  if (host && endswith(host, ".slow.test") && !(hints && (hints->ai_flags & AI_NUMERICHOST))) {
+    const char *ms = getenv("SLOW_GAI_MS");
+    long t = ms ? atol(ms) : 1000;
+    struct timespec ts = { t / 1000, (t % 1000) * 1000000L };
+    while (nanosleep(&ts, &ts) != 0) {}
+    if (strncmp(host, "nosuch", 6) == 0) return EAI_NONAME;
+    host = "127.0.0.1";
+  }
+  return real(host, serv, hints, res);
+}
+]])
+  f:close()
+  local cc = os.getenv("CC") or "cc"
+  if os.execute(cc .. " -shared -fPIC -o " .. net.shquote(so) .. " " .. net.shquote(src)
+      .. " -ldl 2>/dev/null") then
+    slowshim = so
+  else
+    slowshim = false
+    d:remove()
+  end
+  return slowshim or nil
+end
+
+-- Runs code in a child lua5.4 with the slow getaddrinfo preloaded; returns
+-- its output and exit status.
+local function withslowgai(code, seconds)
+  local so = slowgai()
+  if not so then return nil end
+  local preload = os.getenv("LD_PRELOAD")
+  local env = "LD_PRELOAD=" .. net.shquote((preload and preload .. ":" or "") .. so)
+  local h = childproc.spawn(env, code, seconds or 60)
+  finally(h.cleanup)
+  local status = h:wait(seconds or 60)
+  return h.output(), status
+end
+
+describe("the resolver in loop tasks", function()
+  it("S.getaddrinfo in a task gives what it gives outside", function()
+    local hints = { family = S.AF_INET, socktype = S.SOCK_STREAM }
+    local outside = assert(S.getaddrinfo("localhost", 80, hints))
+    local r = intask(function() return S.getaddrinfo("localhost", 80, hints) end)
+    local inside = assert(r[1])
+    assert.equal(#outside, #inside)
+    for i, e in ipairs(outside) do
+      assert.equal(e.family, inside[i].family)
+      assert.equal(e.socktype, inside[i].socktype)
+      assert.equal(e.protocol, inside[i].protocol)
+      assert.equal(e.addr, inside[i].addr)
+    end
+    -- numeric hosts, nil hosts and service names too
+    r = intask(function()
+      return S.getaddrinfo("127.0.0.1", "http", { socktype = S.SOCK_STREAM }),
+        S.getaddrinfo(nil, 8080, { family = S.AF_INET, flags = S.AI_PASSIVE }),
+        S.getaddrinfo("::1", 80, { family = S.AF_INET6 })
+    end)
+    assert.equal(S.addr("127.0.0.1", 80), r[1][1].addr)
+    assert.equal(S.addr("0.0.0.0", 8080), r[2][1].addr)
+    assert.equal(S.addr("::1", 80), r[3][1].addr)
+  end)
+
+  it("S.addr, connect, bind, sendto and sendmsg take a host name in a task", function()
+    local srv <close>, port = net.server()
+    local u <close>, uport = net.udp()
+    local r = intask(function()
+      local a = S.addr("localhost", 81)
+      local c <close> = assert(S.socket(S.AF_INET, S.SOCK_STREAM))
+      local ok, msg = c:connect("localhost", port)
+      local b <close> = assert(S.socket(S.AF_INET, S.SOCK_DGRAM))
+      local bound = b:bind("localhost", 0)
+      local sent = b:sendto("one", "localhost", uport)
+      local sent2 = b:sendto("two", "localhost", uport, 0)
+      local sent3 = b:sendmsg("three", "localhost", uport)
+      local conn <close> = assert(srv:accept())
+      return a, ok, msg, bound, sent, sent2, sent3, tostring(b:getsockname().host),
+        conn:getpeername() == c:getsockname()
+    end)
+    assert.equal(S.addr("127.0.0.1", 81), r[1])
+    assert.is_true(r[2], r[3])
+    assert.is_true(r[4])
+    assert.same({ 3, 3, 5 }, { r[5], r[6], r[7] })
+    assert.equal("127.0.0.1", r[8])
+    assert.is_true(r[9])
+    assert.equal("one", (u:recvfrom(10)))
+    assert.equal("two", (u:recvfrom(10)))
+    assert.equal("three", (u:recvfrom(10)))
+  end)
+
+  it("S.tcp_connect to a host name connects from a task", function()
+    local srv <close>, port = net.server()
+    local r = intask(function()
+      local c = S.tcp_connect("localhost", port, 5)
+      local conn <close> = assert(srv:accept())
+      local same = c and conn:getpeername() == c:getsockname()
+      if c then c:close() end
+      return same
+    end)
+    assert.is_true(r[1])
+  end)
+
+  it("a name that does not resolve gives nil, msg, 'EAI_...' naming the call and the host", function()
+    local r = intask(function()
+      local s <close> = assert(S.socket(S.AF_INET, S.SOCK_DGRAM))
+      return table.pack(S.getaddrinfo("nosuch.invalid", 80)),
+        table.pack(S.addr("nosuch.invalid", 80)),
+        table.pack(s:connect("nosuch.invalid", 9)),
+        table.pack(s:sendto("x", "nosuch.invalid", 9)),
+        table.pack(S.tcp_connect("nosuch.invalid", 9))
+    end)
+    for i, call in ipairs({ "getaddrinfo", "addr", "connect", "sendto", "getaddrinfo" }) do
+      local v = r[i]
+      assert.equal(3, v.n, call)
+      assert.is_nil(v[1], call)
+      assert.matches("^" .. call .. " nosuch%.invalid:%d+: ", v[2])
+      assert.matches("^EAI_", v[3], call)
+    end
+  end)
+
+  it("outside tasks (also in a coroutine that is not a task) the resolver does not yield", function()
+    local co = coroutine.create(function()
+      return S.getaddrinfo("localhost", 80, { family = S.AF_INET }), S.addr("localhost", 80)
+    end)
+    local ok, list, a = coroutine.resume(co)
+    assert.is_true(ok)
+    assert.equal("dead", coroutine.status(co))
+    assert.equal("table", type(list))
+    assert.equal(S.addr("127.0.0.1", 80), a)
+  end)
+
+  it("a task waits on a socket of its own: 'bsdsocket.wait', wake, 1 (read), no deadline", function()
+    local co = coroutine.create(function() return S.getaddrinfo("localhost", 80, { family = S.AF_INET }) end)
+    S._tasks[co] = true
+    local ok, what, wake, ev, deadline = coroutine.resume(co)
+    assert.is_true(ok, what)
+    assert.equal("bsdsocket.wait", what)
+    assert.matches("^bsdsocket%.socket", tostring(wake))
+    assert.equal(1, ev)
+    assert.is_nil(deadline)
+    assert.is_true(loop.wait(wake, "r", 5))
+    local done, list = coroutine.resume(co, true)
+    assert.is_true(done)
+    assert.equal(S.addr("127.0.0.1", 80), list[1].addr)
+    assert.matches("closed", tostring(wake))   -- released once answered
+  end)
+
+  it("a wait cut short gives nil, msg, code: the scheduler's own or ETIMEDOUT", function()
+    local function start(fn)
+      local co = coroutine.create(fn)
+      S._tasks[co] = true
+      local _, what, wake = coroutine.resume(co)
+      assert.equal("bsdsocket.wait", what)
+      return co, wake
+    end
+    local co, wake = start(function() return S.getaddrinfo("localhost", 80) end)
+    local ok, r1, msg, code = coroutine.resume(co, false)
+    assert.is_true(ok)
+    assert.is_nil(r1)
+    assert.matches("^getaddrinfo localhost", msg)
+    assert.equal("ETIMEDOUT", code)
+    assert.matches("closed", tostring(wake))
+    co = start(function() return S.addr("localhost", 80) end)
+    ok, r1, msg, code = coroutine.resume(co, nil, "cancelled", "ECANCELED")
+    assert.is_true(ok)
+    assert.same({ nil, "cancelled", "ECANCELED" }, { r1, msg, code })
+  end)
+
+  it("leaks no descriptor, even when a task resolving is dropped before the answer", function()
+    local before = net.fdcount()
+    for _ = 1, 20 do
+      intask(function() return S.getaddrinfo("localhost", 80), S.addr("localhost", 80) end)
+    end
+    for _ = 1, 20 do   -- abandoned: the worker frees the answer and closes its end
+      local co = coroutine.create(function() return S.getaddrinfo("localhost", 80) end)
+      S._tasks[co] = true
+      assert.equal("bsdsocket.wait", select(2, coroutine.resume(co)))
+    end
+    collectgarbage()
+    collectgarbage()
+    local after
+    for _ = 1, 50 do   -- the workers finish on their own time (bounded)
+      after = net.fdcount()
+      if after <= before then break end
+      net.sleep(0.1)
+    end
+    assert.equal(before, after)
+  end)
+end)
+
+describe("with a getaddrinfo that answers in 1 s (LD_PRELOAD fixture)", function()
+  it("100 tasks resolving at once take about 1 s, not 100, and a ticking task keeps ticking", function()
+    local out, status = withslowgai([[
+      local S = require "bsdsocket"
+      local loop = require "bsdsocket.loop"
+      -- the serial time per lookup, outside tasks (two of them)
+      local t0 = S.monotime()
+      for i = 1, 2 do assert(S.getaddrinfo("serial" .. i .. ".slow.test", 80)) end
+      local serial = (S.monotime() - t0) / 2
+      local n, ok, ticks, maxgap = 100, 0, 0, 0
+      local resolving = true
+      loop.spawn(function()
+        local last = S.monotime()
+        while resolving do
+          loop.sleep(0.05)
+          local now = S.monotime()
+          if now - last > maxgap then maxgap = now - last end
+          last = now
+          ticks = ticks + 1
+        end
+      end)
+      local done = 0
+      t0 = S.monotime()
+      for i = 1, n do
+        loop.spawn(function()
+          local list = S.getaddrinfo("h" .. i .. ".slow.test", 80, { family = S.AF_INET })
+          if list and list[1].addr == S.addr("127.0.0.1", 80) then ok = ok + 1 end
+          done = done + 1
+          if done == n then resolving = false end
+        end)
+      end
+      assert(loop.run(30))
+      local elapsed = S.monotime() - t0
+      print(("serial %.3f parallel %.3f ok %d ticks %d maxgap %.3f"):format(
+        serial, elapsed, ok, ticks, maxgap))
+    ]], 60)
+    if not out then pending("no C compiler for the slow getaddrinfo fixture") end
+    assert.equal(0, status, out)
+    local serial, elapsed, ok, ticks, maxgap =
+      out:match("serial (%S+) parallel (%S+) ok (%d+) ticks (%d+) maxgap (%S+)")
+    assert.truthy(serial, out)
+    serial, elapsed, ok, ticks, maxgap = tonumber(serial), tonumber(elapsed),
+      tonumber(ok), tonumber(ticks), tonumber(maxgap)
+    print(("resolver: 100 slow lookups in tasks: %.2f s (serial: %.2f s each, so %.0f s in a row); "
+      .. "ticker: %d ticks, longest gap %.3f s"):format(elapsed, serial, 100 * serial, ticks, maxgap))
+    assert.is_true(serial >= 0.9, out)                  -- the fixture is slow
+    assert.equal(100, ok, out)
+    assert.is_true(elapsed < 10 * serial, out)          -- at least 10 times faster than in a row
+    assert.is_true(elapsed < 100 * serial / 10, out)
+    assert.is_true(ticks >= 5, out)                     -- ~20 expected
+    assert.is_true(maxgap < 0.5, out)                   -- never frozen for a lookup
+  end)
+
+  it("tcp_connect, S.addr and connect resolve in parallel; EAI_NONAME comes back to each task", function()
+    local srv <close>, port = net.server()
+    local out, status = withslowgai(([[
+      local S = require "bsdsocket"
+      local loop = require "bsdsocket.loop"
+      local port, results = %d, {}
+      local t0 = S.monotime()
+      local function task(name, fn) loop.spawn(function() results[name] = table.pack(fn()) end) end
+      task("tcp_connect", function()
+        local c = S.tcp_connect("svc.slow.test", port)
+        return c and c:getpeername().port
+      end)
+      task("addr", function() return S.addr("a.slow.test", 7) end)
+      task("connect", function()
+        local s = assert(S.socket(S.AF_INET, S.SOCK_STREAM))
+        return s:connect("c.slow.test", port)
+      end)
+      task("gai_none", function() return S.getaddrinfo("nosuch1.slow.test", 80) end)
+      task("addr_none", function() return S.addr("nosuch2.slow.test", 80) end)
+      task("tcp_none", function() return S.tcp_connect("nosuch3.slow.test", port) end)
+      task("sendto_none", function()
+        local u = assert(S.socket(S.AF_INET, S.SOCK_DGRAM))
+        return u:sendto("x", "nosuch4.slow.test", 9)
+      end)
+      assert(loop.run(30))
+      print(("elapsed %%.3f"):format(S.monotime() - t0))
+      for _, k in ipairs({ "tcp_connect", "addr", "connect", "gai_none", "addr_none", "tcp_none",
+                           "sendto_none" }) do
+        local r = results[k]
+        print(k, r.n, tostring(r[1]), tostring(r[2]), tostring(r[3]))
+      end
+    ]]):format(port), 60)
+    if not out then pending("no C compiler for the slow getaddrinfo fixture") end
+    assert.equal(0, status, out)
+    local elapsed = tonumber(out:match("elapsed (%S+)"))
+    assert.truthy(elapsed, out)
+    assert.is_true(elapsed >= 0.9 and elapsed < 5, out)  -- 7 lookups of 1 s, side by side
+    assert.matches("\ntcp_connect\t1\t" .. port .. "\t", out)
+    assert.matches("\naddr\t1\t127%.0%.0%.1:7\t", out)
+    assert.matches("\nconnect\t1\ttrue\t", out)
+    assert.matches("\ngai_none\t3\tnil\tgetaddrinfo nosuch1%.slow%.test:80: [^\t]+\tEAI_NONAME", out)
+    assert.matches("\naddr_none\t3\tnil\taddr nosuch2%.slow%.test:80: [^\t]+\tEAI_NONAME", out)
+    assert.matches("\ntcp_none\t3\tnil\tgetaddrinfo nosuch3%.slow%.test:%d+: [^\t]+\tEAI_NONAME", out)
+    assert.matches("\nsendto_none\t3\tnil\tsendto nosuch4%.slow%.test:9: [^\t]+\tEAI_NONAME", out)
+  end)
+
+  it("outside tasks a lookup still blocks the caller, with the same answers", function()
+    local out, status = withslowgai([[
+      local S = require "bsdsocket"
+      local t0 = S.monotime()
+      local a = S.addr("x.slow.test", 80)
+      local list = S.getaddrinfo("y.slow.test", 80, { family = S.AF_INET })
+      local none, msg, code = S.getaddrinfo("nosuch.slow.test", 80)
+      print(("elapsed %.3f"):format(S.monotime() - t0), tostring(a), tostring(list[1].addr),
+        tostring(none), msg, code)
+    ]], 30)
+    if not out then pending("no C compiler for the slow getaddrinfo fixture") end
+    assert.equal(0, status, out)
+    local elapsed = tonumber(out:match("elapsed (%S+)"))
+    assert.truthy(elapsed, out)
+    assert.is_true(elapsed >= 2.9, out)   -- three lookups in a row
+    assert.matches("\t127%.0%.0%.1:80\t127%.0%.0%.1:80\tnil\tgetaddrinfo nosuch%.slow%.test:80: [^\t]+\tEAI_NONAME", out)
+  end)
+
+  it("a script that ends while a task is still resolving exits cleanly", function()
+    local out, status = withslowgai([[
+      local S = require "bsdsocket"
+      local loop = require "bsdsocket.loop"
+      for i = 1, 5 do loop.spawn(function() S.getaddrinfo("late" .. i .. ".slow.test", 80) end) end
+      print("run", loop.run(0.2))
+    ]], 30)
+    if not out then pending("no C compiler for the slow getaddrinfo fixture") end
+    assert.equal(0, status, out)
+    assert.matches("run\tfalse", out)
+  end)
+end)
