@@ -509,7 +509,8 @@ describe("with a getaddrinfo that answers in 1 s (LD_PRELOAD fixture)", function
   end)
 
   it("tcp_connect, S.addr and connect resolve in parallel; EAI_NONAME comes back to each task", function()
-    local srv <close>, port = net.server()
+    local srv, port = net.server()   -- the listener the tasks connect to
+    finally(function() srv:close() end)
     local out, status = withslowgai(([[
       local S = require "bsdsocket"
       local loop = require "bsdsocket.loop"
@@ -569,7 +570,8 @@ describe("with a getaddrinfo that answers in 1 s (LD_PRELOAD fixture)", function
     local elapsed = tonumber(out:match("elapsed (%S+)"))
     assert.truthy(elapsed, out)
     assert.is_true(elapsed >= 2.9, out)   -- three lookups in a row
-    assert.matches("\t127%.0%.0%.1:80\t127%.0%.0%.1:80\tnil\tgetaddrinfo nosuch%.slow%.test:80: [^\t]+\tEAI_NONAME", out)
+    assert.matches("\t127%.0%.0%.1:80\t127%.0%.0%.1:80\tnil\t"
+      .. "getaddrinfo nosuch%.slow%.test:80: [^\t]+\tEAI_NONAME", out)
   end)
 
   it("a script that ends while a task is still resolving exits cleanly", function()
@@ -582,5 +584,61 @@ describe("with a getaddrinfo that answers in 1 s (LD_PRELOAD fixture)", function
     if not out then pending("no C compiler for the slow getaddrinfo fixture") end
     assert.equal(0, status, out)
     assert.matches("run\tfalse", out)
+  end)
+end)
+
+describe("a Lua state closed while a lookup is pending", function()
+  it("does not crash the process: the worker still has its code after lua_close unloads the module", function()
+    -- under the sanitizer build the module needs the ASan runtime first,
+    -- which a plain C host does not have
+    if os.getenv("BSDSOCKET_SANITIZE") then return end
+    local so = slowgai()
+    if not so then pending("no C compiler for the slow getaddrinfo fixture") end
+    local d = net.tmpdir()
+    finally(d.remove)
+    local cwd = os.getenv("PWD") or "."
+    local build = os.getenv("BSDSOCKET_BUILD") or "build"
+    if build:sub(1, 1) ~= "/" then build = cwd .. "/" .. build end
+    local src, exe = d:path("host.c"), d.dir .. "/host"
+    local f = assert(io.open(src, "w"))
+    f:write(([[
+#include <stdio.h>
+#include <unistd.h>
+#include "lua.h"
+#include "lauxlib.h"
+#include "lualib.h"
+int main(void) {
+  lua_State *L = luaL_newstate();
+  luaL_openlibs(L);
+  if (luaL_dostring(L,
+      "package.path = '%s/lua/?.lua;' .. package.path "
+      "package.cpath = '%s/?.so;' .. package.cpath "
+      "local S = require 'bsdsocket' local loop = require 'bsdsocket.loop' "
+      "for i = 1, 5 do loop.spawn(function() S.getaddrinfo('p' .. i .. '.slow.test', 80) end) end "
+      "print('run', loop.run(0.1))")) {
+    puts(lua_tostring(L, -1));
+    return 1;
+  }
+  lua_close(L);            /* unloads bsdsocket.core while the lookups go on */
+  puts("closed");
+  fflush(stdout);
+  usleep(700000);          /* the workers answer meanwhile (SLOW_GAI_MS=300) */
+  puts("exit");
+  return 0;
+}
+]]):format(cwd, build))
+    f:close()
+    local flags = "$(pkg-config --cflags --libs lua5.4 2>/dev/null || echo -I/usr/include/lua5.4 -llua5.4)"
+    local cc = os.getenv("CC") or "cc"
+    if not os.execute(cc .. " -o " .. net.shquote(exe) .. " " .. net.shquote(src) .. " " .. flags
+        .. " 2>/dev/null") then
+      pending("cannot build a C host against liblua5.4")
+    end
+    local outfile = d:path("out")
+    local ok = os.execute("SLOW_GAI_MS=300 LD_PRELOAD=" .. net.shquote(so) .. " timeout 20 "
+      .. net.shquote(exe) .. " > " .. net.shquote(outfile) .. " 2>&1")
+    local out = net.readfile(outfile) or ""
+    assert.is_true(ok == true, out)
+    assert.matches("run\tfalse\nclosed\nexit\n", out)
   end)
 end)
