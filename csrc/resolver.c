@@ -95,7 +95,8 @@ static void *worker(void *arg) {
 ** worker still running when the state closes has code to return to. */
 static void pinself(void) {
   Dl_info info;
-  if (dladdr((void *)(size_t)pinself, &info) && info.dli_fname) {
+  /* any address inside this object names it: a variable of ours */
+  if (dladdr(&bsd_taskskey, &info) && info.dli_fname) {
     void *h = dlopen(info.dli_fname, RTLD_NOW | RTLD_NOLOAD | RTLD_NODELETE);
     if (h) dlclose(h);  /* RTLD_NODELETE stays on the object */
   }
