@@ -642,3 +642,90 @@ int main(void) {
     assert.matches("run\tfalse\nclosed\nexit\n", out)
   end)
 end)
+
+describe("with a DNS server on loopback that answers in 1 s (private resolv.conf)", function()
+  -- The child runs in a mount namespace of its own (unshare -m, as root)
+  -- where /etc/resolv.conf names the slow server: the real resolver path,
+  -- DNS packets included, without touching the machine's configuration.
+  it("100 tasks resolving at once take about 1 s, and NXDOMAIN gives EAI_NONAME", function()
+    local function sh(cmd)
+      local p = assert(io.popen(cmd))
+      local t = p:read("a")
+      p:close()
+      return t
+    end
+    if sh("id -u"):match("^(%d+)") ~= "0"
+        or not os.execute("unshare -m true 2>/dev/null")
+        or not os.execute("command -v python3 >/dev/null 2>&1") then
+      pending("needs root, unshare -m and python3")
+      return
+    end
+    local d = net.tmpdir()
+    local ready, resolv = d:path("ready"), d:path("resolv.conf")
+    -- a loopback address of its own, so that parallel runs do not collide
+    local ip = ("127.%d.%d.%d"):format(math.random(2, 254), math.random(0, 254), math.random(2, 254))
+    local cwd = os.getenv("PWD") or "."
+    local f = assert(io.open(resolv, "w"))
+    f:write("nameserver " .. ip .. "\noptions timeout:5 attempts:1\n")
+    f:close()
+    local pid = sh("timeout 60 python3 " .. net.shquote(cwd .. "/spec/helpers/slowdns.py") .. " " .. ip
+      .. " 1 55 " .. net.shquote(ready) .. " > /dev/null 2>&1 & echo $!"):match("(%d+)")
+    finally(function()
+      if pid then os.execute("kill " .. pid .. " 2>/dev/null") end
+      d:remove()
+    end)
+    local limit = S.monotime() + 5
+    while not net.readfile(ready) and S.monotime() < limit do net.sleep(0.02) end
+    assert.truthy(net.readfile(ready), "the DNS server did not start")
+    assert.is_nil(resolv:find("'", 1, true))   -- it goes inside sh -c '...'
+    local prefix = "unshare -m sh -c 'mount --bind " .. resolv .. " /etc/resolv.conf && exec env \"$@\"' sh"
+    local h = childproc.spawn(prefix, [[
+      local S = require "bsdsocket"
+      local loop = require "bsdsocket.loop"
+      local t0 = S.monotime()
+      local one = assert(S.getaddrinfo("serial.slow.test", 80, { family = S.AF_INET }))
+      local serial = S.monotime() - t0
+      local n, ok, ticks, maxgap, done = 100, 0, 0, 0, 0
+      local none
+      loop.spawn(function()
+        local last = S.monotime()
+        while done < n do
+          loop.sleep(0.05)
+          local now = S.monotime()
+          if now - last > maxgap then maxgap = now - last end
+          last, ticks = now, ticks + 1
+        end
+      end)
+      loop.spawn(function() none = table.pack(S.addr("nosuch.slow.test", 80)) end)
+      t0 = S.monotime()
+      for i = 1, n do
+        loop.spawn(function()
+          local list = S.getaddrinfo("h" .. i .. ".slow.test", 80, { family = S.AF_INET })
+          if list and list[1].addr == S.addr("127.0.0.1", 80) then ok = ok + 1 end
+          done = done + 1
+        end)
+      end
+      assert(loop.run(30))
+      print(("first %s serial %.3f parallel %.3f ok %d ticks %d maxgap %.3f"):format(
+        tostring(one[1].addr), serial, S.monotime() - t0, ok, ticks, maxgap))
+      print("none", none.n, tostring(none[1]), none[2], none[3])
+    ]], 60)
+    finally(h.cleanup)
+    local status = h:wait(60)
+    local out = h.output()
+    assert.equal(0, status, out)
+    local serial, elapsed, ok, ticks, maxgap =
+      out:match("first 127%.0%.0%.1:80 serial (%S+) parallel (%S+) ok (%d+) ticks (%d+) maxgap (%S+)")
+    assert.truthy(serial, out)
+    serial, elapsed, ok, ticks, maxgap = tonumber(serial), tonumber(elapsed),
+      tonumber(ok), tonumber(ticks), tonumber(maxgap)
+    print(("resolver: 100 lookups through a 1 s DNS server in tasks: %.2f s (one outside: %.2f s); "
+      .. "ticker: %d ticks, longest gap %.3f s"):format(elapsed, serial, ticks, maxgap))
+    assert.is_true(serial >= 0.9, out)
+    assert.equal(100, ok, out)
+    assert.is_true(elapsed < 10 * serial, out)
+    assert.is_true(ticks >= 5, out)
+    assert.is_true(maxgap < 0.5, out)
+    assert.matches("\nnone\t3\tnil\taddr nosuch%.slow%.test:80: [^\t]+\tEAI_NONAME", out)
+  end)
+end)
