@@ -411,11 +411,14 @@ static int addr_getaddrinfo(lua_State *L) {
   }
   if (!host && !service)
     return luaL_error(L, "getaddrinfo: host and service cannot both be nil");
-  if (host && !(hints.ai_flags & (AI_NUMERICHOST | AI_CANONNAME)) && bsd_intask(L)) {
-    /* a name (not a numeric address) goes to a worker thread */
+  if (host && !(hints.ai_flags & AI_NUMERICHOST) && bsd_intask(L)) {
+    /* a name (not a numeric address) goes to a worker thread; numeric
+    ** hosts are answered here, but for AI_CANONNAME, whose answer for them
+    ** is left to getaddrinfo proper */
     struct addrinfo numeric = hints;
     numeric.ai_flags |= AI_NUMERICHOST;
-    gai = getaddrinfo(host, service, &numeric, &res);
+    gai = hints.ai_flags & AI_CANONNAME ? EAI_NONAME
+                                        : getaddrinfo(host, service, &numeric, &res);
     if (gai == EAI_NONAME) {
       lua_settop(L, 3);
       if (bsd_resolve_start(L, host, service, &hints))

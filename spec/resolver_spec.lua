@@ -330,6 +330,13 @@ describe("the resolver in loop tasks", function()
     assert.equal(S.addr("127.0.0.1", 80), r[1][1].addr)
     assert.equal(S.addr("0.0.0.0", 8080), r[2][1].addr)
     assert.equal(S.addr("::1", 80), r[3][1].addr)
+    -- AI_CANONNAME goes through the worker too, for names and numbers alike
+    local flags = { family = S.AF_INET, flags = S.AI_CANONNAME }
+    r = intask(function()
+      return S.getaddrinfo("localhost", 80, flags), S.getaddrinfo("127.0.0.1", 80, flags)
+    end)
+    assert.equal(assert(S.getaddrinfo("localhost", 80, flags))[1].canonname, r[1][1].canonname)
+    assert.equal(assert(S.getaddrinfo("127.0.0.1", 80, flags))[1].canonname, r[2][1].canonname)
   end)
 
   it("S.addr, connect, bind, sendto, sendmsg and sendmmsg take a host name in a task", function()
