@@ -35,6 +35,7 @@
 #include "bsdsocket.h"
 
 #define BSD_RESOLVE_MT "bsdsocket.resolve"
+#define WORKER_STACK (512 * 1024)
 
 typedef struct job {
   pthread_mutex_t lock;
@@ -109,6 +110,10 @@ static int startworker(job *j) {
   int r;
   if (pthread_attr_init(&attr) != 0) return -1;
   pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+  /* getaddrinfo keeps its large buffers off the stack (glibc caps alloca
+  ** by the stack size): a few hundred KiB reserve less than the default
+  ** 8 MiB per thread when many tasks resolve at once */
+  pthread_attr_setstacksize(&attr, WORKER_STACK);
   sigfillset(&all);
   pthread_sigmask(SIG_SETMASK, &all, &old);  /* inherited by the worker */
   r = pthread_create(&t, &attr, worker, j);
