@@ -417,8 +417,8 @@ static int addr_getaddrinfo(lua_State *L) {
     ** is left to getaddrinfo proper */
     struct addrinfo numeric = hints;
     numeric.ai_flags |= AI_NUMERICHOST;
-    gai = hints.ai_flags & AI_CANONNAME ? EAI_NONAME
-                                        : getaddrinfo(host, service, &numeric, &res);
+    gai = (hints.ai_flags & AI_CANONNAME) ? EAI_NONAME
+                                          : getaddrinfo(host, service, &numeric, &res);
     if (gai == EAI_NONAME) {
       lua_settop(L, 3);
       if (bsd_resolve_start(L, host, service, &hints))

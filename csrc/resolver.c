@@ -35,7 +35,7 @@
 #include "bsdsocket.h"
 
 #define BSD_RESOLVE_MT "bsdsocket.resolve"
-#define WORKER_STACK (512 * 1024)
+#define WORKER_STACK ((size_t)512 * 1024)
 
 typedef struct job {
   pthread_mutex_t lock;
