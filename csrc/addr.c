@@ -156,6 +156,15 @@ static int k_addrarg(lua_State *L, int status, lua_KContext ctx) {
     bsd_resolve_release(L, rq);
     return bsd_pushgaierror(L, call, peer, gai);
   }
+  {  /* a socket closed by another task meanwhile: as a waiter woken by close */
+    const bsd_socket *s = (const bsd_socket *)luaL_testudata(L, 1, BSD_SOCKET_MT);
+    if (s && s->fd < 0) {
+      const char *peer = lua_pushfstring(L, "%s:%d", lua_tostring(L, idx),
+                                         (int)lua_tointeger(L, idx + 1));
+      bsd_resolve_release(L, rq);
+      return bsd_pusherror(L, call, peer, EBADF);
+    }
+  }
   bsd_newaddr(L, res->ai_addr, res->ai_addrlen);
   bsd_resolve_release(L, rq);
   lua_replace(L, idx);       /* the addr in place of host */

@@ -450,6 +450,17 @@ describe("the resolver in loop tasks", function()
     assert.same({ nil, "cancelled", "ECANCELED" }, { r1, msg, code })
   end)
 
+  it("a socket closed by another task while its connect resolves gives nil, msg, 'EBADF'", function()
+    local r = intask(function()
+      local s = assert(S.socket(S.AF_INET, S.SOCK_STREAM))
+      loop.spawn(function() s:close() end)   -- runs while the lookup is out
+      return s:connect("localhost", 9)
+    end)
+    assert.is_nil(r[1])
+    assert.matches("^connect localhost:9: ", r[2])
+    assert.equal("EBADF", r[3])
+  end)
+
   it("leaks no descriptor, even when a task resolving is dropped before the answer", function()
     local before = net.fdcount()
     for _ = 1, 20 do
