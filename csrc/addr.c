@@ -175,19 +175,31 @@ static int k_addrarg(lua_State *L, int status, lua_KContext ctx) {
   return k_return(L, LUA_OK, 0);
 }
 
+/* Out of threads or descriptors, a task waited a little: the stack holds
+** the function's arguments and the function, at ctx. Call it again. */
+static int k_retryarg(lua_State *L, int status, lua_KContext ctx) {
+  (void)status;
+  lua_settop(L, (int)ctx);
+  lua_rotate(L, 1, 1);
+  lua_callk(L, (int)ctx - 1, LUA_MULTRET, 0, k_return);
+  return k_return(L, LUA_OK, 0);
+}
+
 /* In a loop task, starts resolving on a worker thread and yields (does not
 ** return); returns 0 when it cannot (resolve in place then). */
 static int resolveintask(lua_State *L, const char *host, const char *service,
                          const struct addrinfo *hints, int idx, const char *call) {
-  int n = lua_gettop(L);
+  int n = lua_gettop(L), r;
   lua_Debug ar;
   if (!isargcall(call, idx) || !bsd_intask(L)) return 0;
   luaL_checkstack(L, 4, NULL);
   if (!lua_getstack(L, 0, &ar) || !lua_getinfo(L, "f", &ar)) return 0;
   lua_pushinteger(L, idx);
   lua_pushstring(L, call);
-  if (bsd_resolve_start(L, host, service, hints))
+  if ((r = bsd_resolve_start(L, host, service, hints)) > 0)
     return bsd_resolve_yield(L, n + 4, n + 4, k_addrarg);
+  lua_settop(L, n + 1);  /* the arguments and the function */
+  if (r < 0) bsd_resolve_later(L, n + 1, k_retryarg);  /* yields, unless none is out */
   lua_settop(L, n);
   return 0;
 }
@@ -405,6 +417,15 @@ static int k_getaddrinfo(lua_State *L, int status, lua_KContext ctx) {
   return n;
 }
 
+static int addr_getaddrinfo(lua_State *L);
+
+/* out of threads or descriptors, a task waited a little: try again */
+static int k_retrygetaddrinfo(lua_State *L, int status, lua_KContext ctx) {
+  (void)status;
+  lua_settop(L, (int)ctx);
+  return addr_getaddrinfo(L);
+}
+
 static int addr_getaddrinfo(lua_State *L) {
   const char *host = optnulfree(L, 1);
   const char *service = optnulfree(L, 2);
@@ -429,9 +450,11 @@ static int addr_getaddrinfo(lua_State *L) {
     gai = (hints.ai_flags & AI_CANONNAME) ? EAI_NONAME
                                           : getaddrinfo(host, service, &numeric, &res);
     if (gai == EAI_NONAME) {
+      int r;
       lua_settop(L, 3);
-      if (bsd_resolve_start(L, host, service, &hints))
+      if ((r = bsd_resolve_start(L, host, service, &hints)) > 0)
         return bsd_resolve_yield(L, 4, 4, k_getaddrinfo);
+      if (r < 0) bsd_resolve_later(L, 3, k_retrygetaddrinfo);  /* yields, unless none is out */
       gai = getaddrinfo(host, service, &hints, &res);
     }
   }

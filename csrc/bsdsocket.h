@@ -136,10 +136,15 @@ void bsd_open_addr(lua_State *L);
 /* resolver.c: getaddrinfo on a worker thread, for loop tasks */
 int bsd_intask(lua_State *L);  /* running in a coroutine of S._tasks */
 /* Starts getaddrinfo(host, service, hints) on a worker thread and pushes a
-** request object (1); 0 and nothing pushed when no thread or descriptor
-** can be had (the caller then resolves in place). */
+** request object (1). Nothing pushed when it cannot: -1 when out of
+** descriptors, threads or memory (try again later: bsd_resolve_later),
+** 0 otherwise (the caller then resolves in place). */
 int bsd_resolve_start(lua_State *L, const char *host, const char *service,
                       const struct addrinfo *hints);
+/* Yields until the latest lookup started has its answer (which frees a
+** thread and descriptors) or a short while has passed; k then tries again.
+** Returns 0 when no lookup is out (resolve in place then). */
+int bsd_resolve_later(lua_State *L, lua_KContext ctx, lua_KFunction k);
 /* Yields "bsdsocket.wait" on the request's wake socket; k continues. */
 int bsd_resolve_yield(lua_State *L, int idx, lua_KContext ctx, lua_KFunction k);
 /* 1 once the answer is in, with *gai and *res (owned by the request; errno

@@ -36,6 +36,9 @@
 
 #define BSD_RESOLVE_MT "bsdsocket.resolve"
 #define WORKER_STACK ((size_t)512 * 1024)
+/* seconds a task out of descriptors or threads waits at most before trying
+** to start its lookup again (an answer that frees some wakes it earlier) */
+#define RETRY_AFTER 0.05
 
 typedef struct job {
   pthread_mutex_t lock;
@@ -108,7 +111,7 @@ static int startworker(job *j) {
   pthread_t t;
   sigset_t all, old;
   int r;
-  if (pthread_attr_init(&attr) != 0) return -1;
+  if ((r = pthread_attr_init(&attr)) != 0) return r;
   pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
   /* getaddrinfo keeps its large buffers off the stack (glibc caps alloca
   ** by the stack size): a few hundred KiB reserve less than the default
@@ -119,7 +122,7 @@ static int startworker(job *j) {
   r = pthread_create(&t, &attr, worker, j);
   pthread_sigmask(SIG_SETMASK, &old, NULL);
   pthread_attr_destroy(&attr);
-  return r == 0 ? 0 : -1;
+  return r;
 }
 
 static job *newjob(const char *host, const char *service, const struct addrinfo *hints) {
@@ -161,12 +164,37 @@ static bsd_socket *pushwake(lua_State *L, int idx) {
   return (bsd_socket *)lua_touserdata(L, -1);
 }
 
+/* the wake socket of the latest request, in a weak table in the registry:
+** what a task out of descriptors or threads waits on (see bsd_resolve_later) */
+static const char latestkey = 'l';
+
+static void setlatest(lua_State *L, int idx) {
+  idx = lua_absindex(L, idx);
+  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &latestkey) != LUA_TTABLE) {
+    lua_pop(L, 1);
+    lua_createtable(L, 1, 0);
+    lua_createtable(L, 0, 1);
+    lua_pushliteral(L, "v");
+    lua_setfield(L, -2, "__mode");
+    lua_setmetatable(L, -2);
+    lua_pushvalue(L, -1);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &latestkey);
+  }
+  lua_pushvalue(L, idx);
+  lua_rawseti(L, -2, 1);
+  lua_pop(L, 1);
+}
+
+static int outofresources(int err) {
+  return err == EMFILE || err == ENFILE || err == EAGAIN || err == ENOMEM;
+}
+
 int bsd_resolve_start(lua_State *L, const char *host, const char *service,
                       const struct addrinfo *hints) {
   request *rq;
   bsd_socket *wake;
   job *j;
-  int fds[2];
+  int fds[2], r, err;
   /* everything Lua allocates first: a memory error raised later would
   ** leak the descriptors and the thread */
   luaL_checkstack(L, 8, NULL);
@@ -175,14 +203,24 @@ int bsd_resolve_start(lua_State *L, const char *host, const char *service,
   luaL_setmetatable(L, BSD_RESOLVE_MT);
   wake = bsd_newsocket(L, -1, AF_UNIX, SOCK_STREAM, 0);
   lua_setiuservalue(L, -2, 1);
-  if ((j = newjob(host, service, hints)) == NULL) goto fail;
-  if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0, fds) < 0) {
+  if ((j = newjob(host, service, hints)) == NULL) {
+    err = ENOMEM;
+    goto fail;
+  }
+  r = socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0, fds);
+  if (r < 0 && (errno == EMFILE || errno == ENFILE)) {
+    /* forgotten sockets may hold descriptors until the collector runs */
+    lua_gc(L, LUA_GCCOLLECT);
+    r = socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0, fds);
+  }
+  if (r < 0) {
+    err = errno;
     jobfree(j);
     goto fail;
   }
   j->wfd = fds[1];
   pinself();
-  if (startworker(j) < 0) {
+  if ((err = startworker(j)) != 0) {
     close(fds[0]);
     close(fds[1]);
     jobfree(j);
@@ -191,10 +229,32 @@ int bsd_resolve_start(lua_State *L, const char *host, const char *service,
   rq->j = j;
   wake->fd = fds[0];
   wake->fd_nonblock = 1;
+  lua_getiuservalue(L, -1, 1);
+  setlatest(L, -1);
+  lua_pop(L, 1);
   return 1;
 fail:
   lua_pop(L, 1);
-  return 0;
+  return outofresources(err) ? -1 : 0;
+}
+
+int bsd_resolve_later(lua_State *L, lua_KContext ctx, lua_KFunction k) {
+  bsd_socket *wake = NULL;
+  luaL_checkstack(L, 5, NULL);
+  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &latestkey) == LUA_TTABLE) {
+    lua_rawgeti(L, -1, 1);
+    wake = (bsd_socket *)luaL_testudata(L, -1, BSD_SOCKET_MT);
+    lua_remove(L, -2);
+  }
+  if (!wake || wake->fd < 0) {
+    lua_pop(L, 1);
+    return 0;
+  }
+  lua_pushliteral(L, "bsdsocket.wait");
+  lua_insert(L, -2);
+  lua_pushinteger(L, BSD_WANT_READ);
+  lua_pushnumber(L, bsd_monotime() + RETRY_AFTER);
+  return lua_yieldk(L, 4, ctx, k);
 }
 
 int bsd_resolve_yield(lua_State *L, int idx, lua_KContext ctx, lua_KFunction k) {
