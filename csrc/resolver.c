@@ -20,8 +20,10 @@
 ** One detached thread per request: no pool, no global state, nothing to
 ** shut down when the Lua state closes. The worker blocks every signal, so
 ** SIGINT and friends still reach the thread that runs Lua. When no thread
-** or no descriptor can be had, start returns 0 and the caller resolves in
-** place, as outside tasks.
+** or no descriptor can be had, start says so, and the task waits for the
+** latest lookup to finish (which frees both) before trying again
+** (bsd_resolve_later); with no lookup out, the caller resolves in place,
+** as outside tasks.
 */
 #include <dlfcn.h>
 #include <errno.h>
