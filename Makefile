@@ -8,8 +8,10 @@ LUA_INC    ?= $(shell pkg-config --cflags lua$(LUA_VERSION) 2>/dev/null || echo 
 BUSTED     ?= $(LUA) /usr/bin/busted
 CC         ?= cc
 OPT        ?= -O2
-CFLAGS_ALL  = -std=c99 -D_GNU_SOURCE -fPIC $(OPT) -g -Wall -Wextra -Werror $(LUA_INC) $(CFLAGS)
-LDFLAGS_SO  = -shared $(LDFLAGS)
+CFLAGS_ALL  = -std=c99 -D_GNU_SOURCE -fPIC -pthread $(OPT) -g -Wall -Wextra -Werror $(LUA_INC) $(CFLAGS)
+LDFLAGS_SO  = -shared -pthread $(LDFLAGS)
+# resolver.c: worker threads (-pthread) and dladdr/dlopen (-ldl before glibc 2.34)
+LIBS        = -ldl
 
 PREFIX     ?= /usr/local
 LUA_LIBDIR ?= $(PREFIX)/lib/lua/$(LUA_VERSION)
@@ -33,7 +35,7 @@ all: $(MODULE)
 
 $(MODULE): $(SRCS) $(HDRS)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS_ALL) -o $@ $(SRCS) $(LDFLAGS_SO)
+	$(CC) $(CFLAGS_ALL) -o $@ $(SRCS) $(LDFLAGS_SO) $(LIBS)
 
 # Installs the Debian packages the build and the specs need, only when missing.
 deps:
@@ -103,13 +105,13 @@ valgrind: $(MODULE)
 FUZZ_CC    ?= clang
 FUZZ_TIME  ?= 60
 LUA_LIB    ?= $(shell pkg-config --libs lua$(LUA_VERSION) 2>/dev/null || echo -llua$(LUA_VERSION))
-FUZZ_FLAGS  = -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
+FUZZ_FLAGS  = -g -O1 -pthread -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
               -D_GNU_SOURCE $(LUA_INC) -Icsrc
 FUZZ_TARGETS = addr dns
 
 build/fuzz/fuzz_%: fuzz/fuzz_%.c $(SRCS) $(HDRS)
 	@mkdir -p $(dir $@)
-	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ $< $(SRCS) $(LUA_LIB) -ldl -lm
+	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ $< $(SRCS) $(LUA_LIB) $(LIBS) -lm
 
 fuzz: $(FUZZ_TARGETS:%=build/fuzz/fuzz_%)
 	@mkdir -p $(FUZZ_TARGETS:%=build/fuzz/corpus-%)

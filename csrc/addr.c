@@ -88,7 +88,131 @@ static int numericaddr(const char *host, int port, int family, bsd_addr *out) {
   return 0;
 }
 
-static int resolve(lua_State *L, const char *host, int port, int family,
+/* ---- resolving inside loop tasks ---- */
+
+/* What a resolving task was resumed with, the request being at rq: 1 when
+** the answer is in (*gai, *res), the stack back to rq. A spurious wake-up
+** yields again (k continues). A falsy first value means the wait was cut
+** short (no deadline was asked for, so someone cancelled the task): the
+** request is released, and the result is 2 when what the task was resumed
+** with reads as nil, msg [, code] (its values, above rq, are then the call's
+** results), else 0 (the stack back to rq: the caller reports ETIMEDOUT).
+** A string is loop.cancel's message: 2, with nil, "<call>: <msg>",
+** "ECANCELED" above rq. */
+static int awaited(lua_State *L, int rq, int *gai, const struct addrinfo **res,
+                   lua_KFunction k, const char *call) {
+  if (lua_gettop(L) == rq + 1 && lua_type(L, rq + 1) == LUA_TSTRING) {
+    bsd_resolve_release(L, rq);
+    bsd_pushfail(L, call, NULL, lua_tostring(L, rq + 1), "ECANCELED");
+    lua_remove(L, rq + 1);
+    return 2;
+  }
+  if (lua_gettop(L) > rq && !lua_toboolean(L, rq + 1)) {
+    bsd_resolve_release(L, rq);
+    if (lua_gettop(L) >= rq + 2 && lua_type(L, rq + 2) == LUA_TSTRING) {
+      lua_settop(L, rq + 3 < lua_gettop(L) ? rq + 3 : lua_gettop(L));
+      return 2;
+    }
+    lua_settop(L, rq);
+    return 0;
+  }
+  lua_settop(L, rq);
+  if (bsd_resolve_answer(L, rq, gai, res)) return 1;
+  return bsd_resolve_yield(L, rq, rq, k);  /* not yet: wait again */
+}
+
+static int k_return(lua_State *L, int status, lua_KContext ctx) {
+  (void)status;
+  (void)ctx;
+  return lua_gettop(L);
+}
+
+/* The (call, argument) pairs where bsd_getaddrarg reads host, port from
+** the running function's own arguments, so that it can call the function
+** again with the resolved addr in their place. (sendmmsg's per-datagram
+** addresses come from a table and resolve in place.) */
+static const struct argcall { const char *call; int idx; } argcalls[] = {
+  {"addr", 1}, {"bind", 2}, {"connect", 2},
+  {"sendto", 3}, {"sendmsg", 3}, {"sendmmsg", 3},
+  {NULL, 0}
+};
+
+static int isargcall(const char *call, int idx) {
+  const struct argcall *c;
+  for (c = argcalls; c->call; c++)
+    if (c->idx == idx && strcmp(c->call, call) == 0) return 1;
+  return 0;
+}
+
+/* The stack of a task resolving for bsd_getaddrarg: the function's n
+** arguments, the function, the host's argument index, the call's name and
+** the request, at ctx = n + 4. */
+static int k_addrarg(lua_State *L, int status, lua_KContext ctx) {
+  int rq = (int)ctx, n = rq - 4, idx = (int)lua_tointeger(L, n + 2), gai = 0, r;
+  const char *call = lua_tostring(L, n + 3);
+  const struct addrinfo *res = NULL;
+  (void)status;
+  if ((r = awaited(L, rq, &gai, &res, k_addrarg, call)) != 1) {
+    const char *peer;
+    if (r == 2) return lua_gettop(L) - rq;
+    peer = lua_pushfstring(L, "%s:%d", lua_tostring(L, idx), (int)lua_tointeger(L, idx + 1));
+    return bsd_pusherror(L, call, peer, ETIMEDOUT);
+  }
+  if (gai != 0) {
+    const char *peer = lua_pushfstring(L, "%s:%d", lua_tostring(L, idx),
+                                       (int)lua_tointeger(L, idx + 1));
+    bsd_resolve_release(L, rq);
+    return bsd_pushgaierror(L, call, peer, gai);
+  }
+  {  /* a socket closed by another task meanwhile: as a waiter woken by close */
+    const bsd_socket *s = (const bsd_socket *)luaL_testudata(L, 1, BSD_SOCKET_MT);
+    if (s && s->fd < 0) {
+      const char *peer = lua_pushfstring(L, "%s:%d", lua_tostring(L, idx),
+                                         (int)lua_tointeger(L, idx + 1));
+      bsd_resolve_release(L, rq);
+      return bsd_pusherror(L, call, peer, EBADF);
+    }
+  }
+  bsd_newaddr(L, res->ai_addr, res->ai_addrlen);
+  bsd_resolve_release(L, rq);
+  lua_replace(L, idx);       /* the addr in place of host */
+  lua_settop(L, n + 1);      /* the arguments and the function */
+  lua_remove(L, idx + 1);    /* ... and of port */
+  lua_rotate(L, 1, 1);       /* the function below its arguments */
+  lua_callk(L, n - 1, LUA_MULTRET, 0, k_return);
+  return k_return(L, LUA_OK, 0);
+}
+
+/* Out of threads or descriptors, a task waited a little: the stack holds
+** the function's arguments and the function, at ctx. Call it again. */
+static int k_retryarg(lua_State *L, int status, lua_KContext ctx) {
+  (void)status;
+  lua_settop(L, (int)ctx);
+  lua_rotate(L, 1, 1);
+  lua_callk(L, (int)ctx - 1, LUA_MULTRET, 0, k_return);
+  return k_return(L, LUA_OK, 0);
+}
+
+/* In a loop task, starts resolving on a worker thread and yields (does not
+** return); returns 0 when it cannot (resolve in place then). */
+static int resolveintask(lua_State *L, const char *host, const char *service,
+                         const struct addrinfo *hints, int idx, const char *call) {
+  int n = lua_gettop(L), r;
+  lua_Debug ar;
+  if (!isargcall(call, idx) || !bsd_intask(L)) return 0;
+  luaL_checkstack(L, 4, NULL);
+  if (!lua_getstack(L, 0, &ar) || !lua_getinfo(L, "f", &ar)) return 0;
+  lua_pushinteger(L, idx);
+  lua_pushstring(L, call);
+  if ((r = bsd_resolve_start(L, host, service, hints)) > 0)
+    return bsd_resolve_yield(L, n + 4, n + 4, k_addrarg);
+  lua_settop(L, n + 1);  /* the arguments and the function */
+  if (r < 0) bsd_resolve_later(L, n + 1, k_retryarg);  /* yields, unless none is out */
+  lua_settop(L, n);
+  return 0;
+}
+
+static int resolve(lua_State *L, int idx, const char *host, int port, int family,
                    int socktype, const char *call, bsd_addr *out) {
   struct addrinfo hints, *res;
   char service[8];
@@ -98,6 +222,7 @@ static int resolve(lua_State *L, const char *host, int port, int family,
   hints.ai_socktype = socktype;
   hints.ai_flags = AI_NUMERICSERV;
   snprintf(service, sizeof service, "%d", port);
+  resolveintask(L, host, service, &hints, idx, call);  /* yields, or resolve here */
   gai = getaddrinfo(host, service, &hints, &res);
   if (gai != 0) {
     bsd_pushgaierror(L, call, lua_pushfstring(L, "%s:%d", host, port), gai);
@@ -130,7 +255,7 @@ int bsd_getaddrarg(lua_State *L, int idx, int family, int socktype,
   port = checkport(L, idx + 1);
   if (family == AF_UNSPEC && *host == '\0') host = "*";
   if (numericaddr(host, port, family, out)) return 2;
-  return resolve(L, host, port, family, socktype, call, out) ? 2 : 0;
+  return resolve(L, idx, host, port, family, socktype, call, out) ? 2 : 0;
 }
 
 void bsd_addrtostring(const struct sockaddr *sa, socklen_t len,
@@ -227,7 +352,7 @@ static int addr_index(lua_State *L) {
   return 1;
 }
 
-/* ---- resolver ---- */
+/* ---- getaddrinfo and friends ---- */
 
 static int optfield(lua_State *L, int t, const char *name) {
   int v;
@@ -269,22 +394,10 @@ static const char *optnulfree(lua_State *L, int arg) {
   return s;
 }
 
-static int addr_getaddrinfo(lua_State *L) {
-  const char *host = optnulfree(L, 1);
-  const char *service = optnulfree(L, 2);
-  struct addrinfo hints, *res, *ai;
-  int gai, i = 1;
-  memset(&hints, 0, sizeof hints);
-  if (!lua_isnoneornil(L, 3)) {
-    luaL_checktype(L, 3, LUA_TTABLE);
-    hints.ai_family = optfield(L, 3, "family");
-    hints.ai_socktype = optfield(L, 3, "socktype");
-    hints.ai_protocol = optfield(L, 3, "protocol");
-    hints.ai_flags = optfield(L, 3, "flags");
-  }
-  if (!host && !service)
-    return luaL_error(L, "getaddrinfo: host and service cannot both be nil");
-  gai = getaddrinfo(host, service, &hints, &res);
+static int pushanswer(lua_State *L, const char *host, const char *service,
+                      int gai, const struct addrinfo *res) {
+  const struct addrinfo *ai;
+  int i = 1;
   if (gai != 0) {
     const char *peer = lua_pushfstring(L, "%s%s%s", host ? host : "",
                                        service ? ":" : "", service ? service : "");
@@ -295,8 +408,68 @@ static int addr_getaddrinfo(lua_State *L) {
     pushaddrinfo(L, ai, ai == res);
     lua_rawseti(L, -2, i++);
   }
-  freeaddrinfo(res);
   return 1;
+}
+
+/* a task's getaddrinfo: host, service, hints at 1..3, the request at 4 */
+static int k_getaddrinfo(lua_State *L, int status, lua_KContext ctx) {
+  const struct addrinfo *res = NULL;
+  int gai = 0, r, n;
+  (void)status;
+  if ((r = awaited(L, (int)ctx, &gai, &res, k_getaddrinfo, "getaddrinfo")) != 1) {
+    if (r == 2) return lua_gettop(L) - (int)ctx;
+    return bsd_pusherror(L, "getaddrinfo", lua_tostring(L, 1), ETIMEDOUT);
+  }
+  n = pushanswer(L, lua_tostring(L, 1), lua_tostring(L, 2), gai, res);
+  bsd_resolve_release(L, (int)ctx);
+  return n;
+}
+
+static int addr_getaddrinfo(lua_State *L);
+
+/* out of threads or descriptors, a task waited a little: try again */
+static int k_retrygetaddrinfo(lua_State *L, int status, lua_KContext ctx) {
+  (void)status;
+  lua_settop(L, (int)ctx);
+  return addr_getaddrinfo(L);
+}
+
+static int addr_getaddrinfo(lua_State *L) {
+  const char *host = optnulfree(L, 1);
+  const char *service = optnulfree(L, 2);
+  struct addrinfo hints, *res = NULL;
+  int gai, n;
+  memset(&hints, 0, sizeof hints);
+  if (!lua_isnoneornil(L, 3)) {
+    luaL_checktype(L, 3, LUA_TTABLE);
+    hints.ai_family = optfield(L, 3, "family");
+    hints.ai_socktype = optfield(L, 3, "socktype");
+    hints.ai_protocol = optfield(L, 3, "protocol");
+    hints.ai_flags = optfield(L, 3, "flags");
+  }
+  if (!host && !service)
+    return luaL_error(L, "getaddrinfo: host and service cannot both be nil");
+  if (host && !(hints.ai_flags & AI_NUMERICHOST) && bsd_intask(L)) {
+    /* a name (not a numeric address) goes to a worker thread; numeric
+    ** hosts are answered here, but for AI_CANONNAME, whose answer for them
+    ** is left to getaddrinfo proper */
+    struct addrinfo numeric = hints;
+    numeric.ai_flags |= AI_NUMERICHOST;
+    gai = (hints.ai_flags & AI_CANONNAME) ? EAI_NONAME
+                                          : getaddrinfo(host, service, &numeric, &res);
+    if (gai == EAI_NONAME) {
+      int r;
+      lua_settop(L, 3);
+      if ((r = bsd_resolve_start(L, host, service, &hints)) > 0)
+        return bsd_resolve_yield(L, 4, 4, k_getaddrinfo);
+      if (r < 0) bsd_resolve_later(L, 3, k_retrygetaddrinfo);  /* yields, unless none is out */
+      gai = getaddrinfo(host, service, &hints, &res);
+    }
+  }
+  else gai = getaddrinfo(host, service, &hints, &res);
+  n = pushanswer(L, host, service, gai, res);
+  if (gai == 0) freeaddrinfo(res);
+  return n;
 }
 
 static int addr_getnameinfo(lua_State *L) {
@@ -357,4 +530,5 @@ void bsd_open_addr(lua_State *L) {
   luaL_setfuncs(L, addr_meta, 0);
   lua_pop(L, 1);
   luaL_setfuncs(L, addr_funcs, 0);
+  bsd_open_resolver(L);
 }

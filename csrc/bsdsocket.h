@@ -9,6 +9,7 @@
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <netinet/in.h>
+#include <netdb.h>
 
 #include "lua.h"
 #include "lauxlib.h"
@@ -88,6 +89,8 @@ int bsd_checkfdnum(lua_State *L, int arg);        /* 0..INT_MAX */
 size_t bsd_checkmaxbytes(lua_State *L, int arg);  /* >= 0, capped at BSD_RECV_MAX */
 double bsd_monotime(void);
 int bsd_setnonblock(int fd, int on);
+/* running in a coroutine of S._tasks, the loop's tasks */
+int bsd_intask(lua_State *L);
 /* after EINTR: true when the signal asked Lua to run a hook at once (Ctrl-C
 ** in lua.c), so the call must return to Lua instead of retrying */
 int bsd_interrupted(lua_State *L);
@@ -103,6 +106,27 @@ int bsd_pushgaierror(lua_State *L, const char *call, const char *peer, int gai);
 const char *bsd_errname(int err);
 void bsd_open_errors(lua_State *L);           /* sets errno, strerror in table at top */
 
+/* ---- resolver.c: getaddrinfo on a worker thread, for loop tasks ---- */
+
+/* Starts getaddrinfo(host, service, hints) on a worker thread and pushes a
+** request object (1), pollable (pollfd()) until released. Nothing pushed
+** when it cannot: -1 when out of descriptors, threads or memory (try again
+** later: bsd_resolve_later), 0 otherwise (the caller resolves in place). */
+int bsd_resolve_start(lua_State *L, const char *host, const char *service,
+                      const struct addrinfo *hints);
+/* Yields until the latest lookup started has its answer (which frees a
+** thread and descriptors) or a short while has passed; k then tries again.
+** Returns 0 when no lookup is out (resolve in place then). */
+int bsd_resolve_later(lua_State *L, lua_KContext ctx, lua_KFunction k);
+/* Yields "bsdsocket.wait" on the request at idx; k continues. */
+int bsd_resolve_yield(lua_State *L, int idx, lua_KContext ctx, lua_KFunction k);
+/* 1 once the answer is in, with *gai and *res (owned by the request; errno
+** set for EAI_SYSTEM), else 0 */
+int bsd_resolve_answer(lua_State *L, int idx, int *gai, const struct addrinfo **res);
+/* closes the wake descriptor and frees the answer (at once or by the worker) */
+void bsd_resolve_release(lua_State *L, int idx);
+void bsd_open_resolver(lua_State *L);
+
 /* ---- addr.c ---- */
 
 bsd_addr *bsd_newaddr(lua_State *L, const struct sockaddr *sa, socklen_t len);
@@ -110,7 +134,14 @@ bsd_addr *bsd_testaddr(lua_State *L, int idx);
 /* Reads an address from the arguments at idx: an addr, a Unix path, or
 ** host, port (resolved for family). Returns the number of Lua arguments
 ** consumed (1 or 2), or 0 after pushing nil, msg, code (3 values) on a
-** resolver failure. */
+** resolver failure.
+** In a loop task, a host name given as arguments of the running function
+** (S.addr at 1; bind, connect at 2; sendto, sendmsg, sendmmsg at 3) is
+** resolved on a worker thread: bsd_getaddrarg yields, and once the answer
+** is in, calls the running function again with the addr in place of host,
+** port, and returns its results (or the resolver's nil, msg, code). So the
+** caller must not have pushed anything above its arguments before the
+** call. Elsewhere the resolution is synchronous. */
 int bsd_getaddrarg(lua_State *L, int idx, int family, int socktype,
                    const char *call, bsd_addr *out);
 /* text form of an address: "127.0.0.1:80", "[::1]:80", "unix:/tmp/x" */

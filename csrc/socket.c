@@ -31,7 +31,6 @@ typedef enum waitmode { MODE_BLOCK, MODE_POLL, MODE_NOWAIT, MODE_TASK, MODE_LATE
 typedef enum waitverdict { WAIT_READY, WAIT_TIMEDOUT, WAIT_NOWAIT, WAIT_INTERRUPTED } waitverdict;
 
 /* registry keys: only their addresses matter */
-const char bsd_taskskey = 't';
 static const char scratchholderkey = 's';
 static const char cancelkey = 'x';  /* loop.cancel's message, from ioresume to bsd_iorun */
 
@@ -586,14 +585,22 @@ static bsd_iostatus impl_connect(lua_State *L, bsd_io *io) {
   return BSD_IO_FAIL;
 }
 
-/* names the peer we tried, which getpeername cannot tell; on a resumed
-** connect the address is read again only now, for the message */
+/* Names the peer we tried, which getpeername cannot tell. On a resumed
+** connect the address is read again only now, for the message; a host
+** name is named as given (resolving it again could yield, and would
+** re-run the call). */
 static int connecterror(lua_State *L, bsd_io *io) {
   connectargs *c = (connectargs *)io->data;
   int err = io->err;
   if (io->s->fd < 0) return bsd_pushfail(L, io->call, NULL, "socket closed while waiting", "EBADF");
-  if (c->started && bsd_getaddrarg(L, 2, io->s->family, io->s->type, "connect", &c->a) == 0)
-    return 3;
+  if (c->started) {
+    if (io->s->family != AF_UNIX && lua_type(L, 2) == LUA_TSTRING) {
+      const char *host = lua_tostring(L, 2);
+      const char *fmt = strchr(host, ':') ? "[%s]:%s" : "%s:%s";
+      return bsd_pusherror(L, "connect", lua_pushfstring(L, fmt, host, luaL_tolstring(L, 3, NULL)), err);
+    }
+    if (bsd_getaddrarg(L, 2, io->s->family, io->s->type, "connect", &c->a) == 0) return 3;
+  }
   return bsd_addrerror(L, "connect", &c->a, err);
 }
 

@@ -9,6 +9,23 @@
 
 #include "bsdsocket.h"
 
+/* registry key of the loop's tasks table: only its address matters */
+const char bsd_taskskey = 't';
+
+/* running in a coroutine of bsdsocket.loop (socket methods ask through
+** their upvalue instead, which is faster) */
+int bsd_intask(lua_State *L) {
+  int found = 0;
+  if (!lua_isyieldable(L)) return 0;
+  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &bsd_taskskey) == LUA_TTABLE) {
+    lua_pushthread(L);
+    found = lua_rawget(L, -2) != LUA_TNIL;
+    lua_pop(L, 1);
+  }
+  lua_pop(L, 1);
+  return found;
+}
+
 int bsd_checkint(lua_State *L, int arg) {
   lua_Integer v = luaL_checkinteger(L, arg);
   luaL_argcheck(L, INT_MIN <= v && v <= INT_MAX, arg, "integer out of range");

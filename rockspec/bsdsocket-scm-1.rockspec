@@ -22,8 +22,10 @@ build = {
     ["bsdsocket.core"] = {
       sources = {
         "csrc/addr.c", "csrc/core.c", "csrc/errors.c", "csrc/msg.c",
-        "csrc/options.c", "csrc/poller.c", "csrc/socket.c", "csrc/util.c",
+        "csrc/options.c", "csrc/poller.c", "csrc/resolver.c", "csrc/socket.c",
+        "csrc/util.c",
       },
+      libraries = { "pthread", "dl" },
       defines = { "_GNU_SOURCE" },
       incdirs = { "csrc" },
     },
