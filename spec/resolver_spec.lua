@@ -557,7 +557,7 @@ describe("with a getaddrinfo that answers in 1 s (LD_PRELOAD fixture)", function
     assert.is_true(elapsed < 10 * serial, out)          -- at least 10 times faster than in a row
     assert.is_true(elapsed < 100 * serial / 10, out)
     assert.is_true(ticks >= 5, out)                     -- ~20 expected
-    assert.is_true(maxgap < 0.5, out)                   -- never frozen for a lookup
+    assert.is_true(maxgap < 0.9, out)                   -- never frozen for a (1 s) lookup
   end)
 
   it("tcp_connect, S.addr and connect resolve in parallel; EAI_NONAME comes back to each task", function()
@@ -656,7 +656,7 @@ describe("with a getaddrinfo that answers in 1 s (LD_PRELOAD fixture)", function
     print(("resolver: 100 lookups of 0.3 s under ulimit -n 64: %.2f s"):format(tonumber(elapsed)))
     assert.equal("100", ok, out)
     assert.is_true(tonumber(elapsed) < 10, out)   -- in a row: 30 s
-    assert.is_true(tonumber(maxgap) < 0.5, out)   -- never frozen
+    assert.is_true(tonumber(maxgap) < 0.9, out)   -- never frozen (a lookup in place: 1 s)
   end)
 
   it("a script that ends while a task is still resolving exits cleanly", function()
@@ -665,7 +665,7 @@ describe("with a getaddrinfo that answers in 1 s (LD_PRELOAD fixture)", function
       local loop = require "bsdsocket.loop"
       for i = 1, 5 do loop.spawn(function() S.getaddrinfo("late" .. i .. ".slow.test", 80) end) end
       print("run", loop.run(0.2))
-    ]], 30)
+    ]], 30, nil, "SLOW_GAI_MS=5000")
     if not out then pending("no C compiler for the slow getaddrinfo fixture") end
     assert.equal(0, status, out)
     assert.matches("run\tfalse", out)
@@ -811,7 +811,7 @@ describe("with a DNS server on loopback that answers in 1 s (private resolv.conf
     assert.equal(100, ok, out)
     assert.is_true(elapsed < 10 * serial, out)
     assert.is_true(ticks >= 5, out)
-    assert.is_true(maxgap < 0.5, out)
+    assert.is_true(maxgap < 0.9, out)   -- a lookup in place would freeze it for 1 s
     assert.matches("\nnone\t3\tnil\taddr nosuch%.slow%.test:80: [^\t]+\tEAI_NONAME", out)
   end)
 end)
