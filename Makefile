@@ -15,21 +15,33 @@ PREFIX     ?= /usr/local
 LUA_LIBDIR ?= $(PREFIX)/lib/lua/$(LUA_VERSION)
 LUA_SHARE  ?= $(PREFIX)/share/lua/$(LUA_VERSION)
 
-SRCS   = $(sort $(wildcard csrc/*.c))
+SRCS   = $(sort $(filter-out csrc/tls.c,$(wildcard csrc/*.c)))
 HDRS   = $(wildcard csrc/*.h)
 BUILD ?= build
 MODULE = $(BUILD)/bsdsocket/core.so
 
-DEB_PACKAGES = lua5.4 liblua5.4-dev lua-busted luarocks lua-check pkg-config valgrind python3 dnsmasq-base curl
+# bsdsocket.tls (csrc/tls.c, OpenSSL 3) is built next to the core when
+# OpenSSL's headers are there (`make deps` installs them); the core never
+# needs them. It reaches the core through the bsd_capi table only.
+OPENSSL_INC ?= /usr/include
+HAVE_OPENSSL := $(wildcard $(OPENSSL_INC)/openssl/ssl.h)
+TLS_MODULE = $(if $(HAVE_OPENSSL),$(BUILD)/bsdsocket/tls.so)
+TLS_LIBS  ?= -lssl -lcrypto
+
+DEB_PACKAGES = lua5.4 liblua5.4-dev lua-busted luarocks lua-check pkg-config valgrind python3 dnsmasq-base curl libssl-dev openssl
 DEB_BENCH    = lua-socket lua-luv valgrind
 
 .PHONY: all deps deps-bench deps-ci test sanitize valgrind fuzz static bench demo install uninstall clean rock-check errnames lint constants
 
-all: $(MODULE)
+all: $(MODULE) $(TLS_MODULE)
 
 $(MODULE): $(SRCS) $(HDRS)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) -o $@ $(SRCS) $(LDFLAGS_SO)
+
+$(BUILD)/bsdsocket/tls.so: csrc/tls.c $(HDRS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -o $@ csrc/tls.c $(LDFLAGS_SO) $(TLS_LIBS)
 
 # Installs the Debian packages the build and the specs need, only when missing.
 deps:
@@ -49,7 +61,7 @@ deps-bench: deps
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
 	fi
 
-test: $(MODULE)
+test: $(MODULE) $(TLS_MODULE)
 	$(BUSTED) $(BUSTED_ARGS)
 
 # The whole suite against a module built with AddressSanitizer and UBSan.
@@ -62,7 +74,8 @@ SAN_FLAGS = -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-r
 # the wrapper, so an example that re-runs arg[-1] gets the runtime too.
 REAL_LUA := $(shell command -v $(LUA))
 sanitize:
-	$(MAKE) BUILD=build-san OPT="-O1" CFLAGS="$(SAN_FLAGS)" LDFLAGS="$(SAN_FLAGS)" build-san/bsdsocket/core.so
+	$(MAKE) BUILD=build-san OPT="-O1" CFLAGS="$(SAN_FLAGS)" LDFLAGS="$(SAN_FLAGS)" build-san/bsdsocket/core.so \
+	  $(if $(HAVE_OPENSSL),build-san/bsdsocket/tls.so)
 	@mkdir -p build-san/bin
 	$(CC) -shared -fPIC -o build-san/unpreload.so .ci/unpreload.c
 	printf '#!/bin/bash\nLD_PRELOAD="%s:%s$${LD_PRELOAD:+:$$LD_PRELOAD}" exec -a "$$0" %s "$$@"\n' \
@@ -80,7 +93,7 @@ sanitize:
 # the whole suite); BSDSOCKET_LEAK_N scales leaks_spec's 100,000 down.
 VALGRIND_SPECS ?=
 VALGRIND_LEAK_N ?= 5000
-valgrind: $(MODULE)
+valgrind: $(MODULE) $(TLS_MODULE)
 	BSDSOCKET_LEAK_N=$(VALGRIND_LEAK_N) BSDSOCKET_VALGRIND=1 \
 	valgrind --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite \
 	  --trace-children=no --suppressions=.ci/valgrind.supp --quiet \
@@ -120,10 +133,11 @@ fuzz: $(FUZZ_TARGETS:%=build/fuzz/fuzz_%)
 CPPCHECK_FLAGS = --enable=warning,style,performance,portability --error-exitcode=1 --std=c99 \
                  -D_GNU_SOURCE -D__linux__ -Icsrc --include=.ci/lua_noreturn.h --inline-suppr --quiet
 TIDY_ARGS = -std=c99 -D_GNU_SOURCE $(LUA_INC) -Icsrc -include .ci/lua_noreturn.h
+STATIC_SRCS = $(SRCS) $(if $(HAVE_OPENSSL),csrc/tls.c)
 static:
-	cppcheck $(CPPCHECK_FLAGS) $(SRCS)
+	cppcheck $(CPPCHECK_FLAGS) $(STATIC_SRCS)
 	cppcheck $(CPPCHECK_FLAGS) -DBSD_USE_POLL csrc/poller.c
-	printf '%s\n' $(SRCS) | xargs -P "$$(nproc)" -I{} clang-tidy --quiet {} -- $(TIDY_ARGS)
+	printf '%s\n' $(STATIC_SRCS) | xargs -P "$$(nproc)" -I{} clang-tidy --quiet {} -- $(TIDY_ARGS)
 	clang-tidy --quiet csrc/poller.c -- $(TIDY_ARGS) -DBSD_USE_POLL
 	@echo "static: cppcheck and clang-tidy clean"
 
@@ -142,12 +156,13 @@ deps-ci: deps
 demo: $(MODULE)
 	LUA_PATH="lua/?.lua;lua/?/init.lua;;" LUA_CPATH="$(BUILD)/?.so;;" $(LUA) examples/demo.lua
 
-bench: $(MODULE)
+bench: $(MODULE) $(TLS_MODULE)
 	$(MAKE) -C bench LUA=$(LUA) MODULE_DIR=$(abspath $(BUILD))
 
-install: $(MODULE)
+install: $(MODULE) $(TLS_MODULE)
 	install -d $(DESTDIR)$(LUA_LIBDIR)/bsdsocket $(DESTDIR)$(LUA_SHARE)/bsdsocket
 	install -m 755 $(MODULE) $(DESTDIR)$(LUA_LIBDIR)/bsdsocket/core.so
+	$(if $(TLS_MODULE),install -m 755 $(TLS_MODULE) $(DESTDIR)$(LUA_LIBDIR)/bsdsocket/tls.so)
 	install -m 644 lua/bsdsocket.lua $(DESTDIR)$(LUA_SHARE)/bsdsocket.lua
 	install -m 644 lua/bsdsocket/*.lua $(DESTDIR)$(LUA_SHARE)/bsdsocket/
 
