@@ -20,7 +20,7 @@ function M.start(cmd, seconds, stdin)
   local q = net.shquote
   local input = stdin and (" < " .. q(stdin)) or " < /dev/null"
   os.execute("(sh -c " .. q("echo $$ > " .. q(pidf) .. "; exec timeout " .. (seconds or 20)
-    .. " " .. cmd .. input .. " > " .. q(out) .. " 2>&1") .. "; echo $? > " .. q(donef) .. ") &")
+    .. " " .. cmd .. input .. " > " .. q(out) .. " 2>&1") .. "; echo $? > " .. q(donef) .. ") 2>/dev/null &")
   local h = {}
   local limit = S.monotime() + 5
   repeat
