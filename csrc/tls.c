@@ -235,6 +235,12 @@ static int pushfailure(lua_State *L, bsd_io *io, tlsfail *f) {
   return t->api->pusherror(L, io->call, peer, io->err);
 }
 
+/* a TCP close without close_notify, and the context allows it */
+static int eofallowed(tlsstream *t, const tlsfail *f) {
+  return t->handshaken && f->code && strcmp(f->code, "TLS_TRUNCATED") == 0
+         && (SSL_get_options(t->ssl) & SSL_OP_IGNORE_UNEXPECTED_EOF);
+}
+
 /* After an SSL call returned r <= 0: the wait, or the failure in f. */
 static bsd_iostatus sslstatus(tlsstream *t, bsd_io *io, tlsfail *f, int r) {
   int e = SSL_get_error(t->ssl, r);
@@ -740,6 +746,7 @@ static int tls_wrap(lua_State *L) {
 
 typedef struct tlsop {
   tlsfail f;
+  const char *call;     /* the call's own name, after an implicit handshake */
   const char *data;     /* send */
   size_t len, done;
   char *buf;            /* recv */
@@ -754,6 +761,7 @@ static bsd_iostatus handshake(tlsstream *t, bsd_io *io, tlsop *op) {
   r = SSL_do_handshake(t->ssl);
   if (r == 1) {
     t->handshaken = 1;
+    io->call = op->call;
     return BSD_IO_PROGRESS;
   }
   io->call = "tls handshake";
@@ -801,6 +809,7 @@ static bsd_iostatus impl_sendall(lua_State *L, bsd_io *io) {
 static bsd_iostatus impl_recv(lua_State *L, bsd_io *io) {
   tlsstream *t = stream(L);
   tlsop *op = (tlsop *)io->data;
+  bsd_iostatus st;
   int r;
   if (!t->handshaken) return handshake(t, io, op);
   if (op->max == 0) return BSD_IO_DONE;
@@ -813,7 +822,9 @@ static bsd_iostatus impl_recv(lua_State *L, bsd_io *io) {
     ERR_clear_error();
     return BSD_IO_DONE;
   }
-  return sslstatus(t, io, &op->f, r);
+  st = sslstatus(t, io, &op->f, r);
+  if (st == BSD_IO_FAIL && eofallowed(t, &op->f)) return BSD_IO_DONE;  /* allowed: "" */
+  return st;
 }
 
 /* recvall: the bytes so far in a userdata at index 3, grown geometrically */
@@ -838,8 +849,7 @@ static bsd_iostatus impl_recvall(lua_State *L, bsd_io *io) {
   r = SSL_read_ex(t->ssl, (char *)lua_touserdata(L, 3) + op->got, cap - op->got, &n);
   if (r != 1) {
     bsd_iostatus st = sslstatus(t, io, &op->f, r);
-    if (st == BSD_IO_FAIL && op->f.code && strcmp(op->f.code, "EOF") == 0)
-      op->f.reason = NULL;  /* eofresult words it */
+    if (st == BSD_IO_FAIL && eofallowed(t, &op->f)) op->f.code = "EOF";
     return st;
   }
   op->got += n;
@@ -884,6 +894,7 @@ static tlsstream *begin(lua_State *L, bsd_io *io, tlsop *op, const char *call,
   else t = checkopen(L);
   t->api->iobeginwith(L, io, t->s, call, status, nargs);
   memset(op, 0, sizeof *op);
+  op->call = call;
   io->data = op;
   io->pusherr = iofail;
   return t;
