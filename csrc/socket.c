@@ -123,12 +123,12 @@ static int named(const struct sockaddr_storage *ss, socklen_t len) {
 static const char *endtext(lua_State *L, bsd_socket *s) {
   struct sockaddr_storage ss;
   socklen_t len = sizeof ss;
-  char buf[ADDRSTR_SIZE];
   if (s->fd < 0) return NULL;
   if (getpeername(s->fd, (struct sockaddr *)&ss, &len) == 0 && named(&ss, len))
     return addrtext(L, (struct sockaddr *)&ss, len);
   len = sizeof ss;
   if (getsockname(s->fd, (struct sockaddr *)&ss, &len) == 0 && named(&ss, len)) {
+    char buf[ADDRSTR_SIZE];
     bsd_addrtostring((struct sockaddr *)&ss, len, buf, sizeof buf);
     return lua_pushfstring(L, "(local %s)", buf);
   }

@@ -207,6 +207,7 @@ static const char *peertext(lua_State *L, tlsstream *t) {
   struct sockaddr_storage ss;
   socklen_t len = sizeof ss;
   int port = -1;
+  ss.ss_family = AF_UNSPEC;
   if (!t->name[0]) return t->api->pushendtext(L, t->s);
   if (t->s->fd >= 0 && getpeername(t->s->fd, (struct sockaddr *)&ss, &len) == 0) {
     if (ss.ss_family == AF_INET) port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
@@ -630,6 +631,7 @@ static int isliteral(const char *name) {
 static int peeraddress(bsd_socket *s, char *buf, size_t size) {
   struct sockaddr_storage ss;
   socklen_t len = sizeof ss;
+  ss.ss_family = AF_UNSPEC;
   if (getpeername(s->fd, (struct sockaddr *)&ss, &len) != 0) return 0;
   if (ss.ss_family == AF_INET)
     return inet_ntop(AF_INET, &((struct sockaddr_in *)&ss)->sin_addr, buf, (socklen_t)size) != NULL;
@@ -639,13 +641,12 @@ static int peeraddress(bsd_socket *s, char *buf, size_t size) {
 }
 
 static const char *wrapopt(lua_State *L, const char *name) {
-  const char *s;
+  const char *s = NULL;
   if (lua_isnoneornil(L, 3)) return NULL;
   lua_getfield(L, 3, name);
-  if (lua_isnil(L, -1)) s = NULL;
-  else if (lua_type(L, -1) == LUA_TSTRING) s = lua_tostring(L, -1);
-  else s = (const char *)(intptr_t)luaL_error(L, "tls.wrap: option '%s' must be a string", name);
-  lua_pop(L, 1);
+  if (lua_type(L, -1) == LUA_TSTRING) s = lua_tostring(L, -1);
+  else if (!lua_isnil(L, -1)) luaL_error(L, "tls.wrap: option '%s' must be a string", name);
+  lua_pop(L, 1);  /* the options table keeps the string */
   return s;
 }
 
@@ -707,10 +708,10 @@ static int tls_wrap(lua_State *L) {
       verifyname = t->name;
     }
     if (verifyname) {
-      int ok;
       if (verifyname != t->name) snprintf(t->name, sizeof t->name, "%s", verifyname);
       if (c->verify) {
         X509_VERIFY_PARAM *param = SSL_get0_param(t->ssl);
+        int ok;
         if (isliteral(t->name)) ok = X509_VERIFY_PARAM_set1_ip_asc(param, t->name);
         else {
           X509_VERIFY_PARAM_set_hostflags(param, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
