@@ -1151,12 +1151,15 @@ static int t_pending(lua_State *L) {
 
 /* getsockname/getpeername: the socket's own methods */
 static int sockmethod(lua_State *L, const char *name) {
+  int base;
   checkopen(L);
+  lua_settop(L, 1);
   lua_getiuservalue(L, 1, 1);
   lua_getfield(L, -1, name);
   lua_insert(L, -2);
-  lua_call(L, 1, 3);
-  return lua_isnil(L, -3) ? 3 : 1;
+  base = lua_gettop(L) - 2;
+  lua_call(L, 1, LUA_MULTRET);
+  return lua_gettop(L) - base;
 }
 
 static int t_getsockname(lua_State *L) {

@@ -14,6 +14,8 @@ Usage: python3 -u spec/helpers/tls_peer.py COMMAND [OPTIONS]
                        handshake: KIND = truncate (a record "hello", then a
                        TCP close without close_notify), midrecord (half a
                        record, then close), stall (nothing, forever)
+  redirect LOCATION [CERT KEY]
+                       HTTP (HTTPS with CERT KEY): every GET gets a 302 to LOCATION
   client PORT CA TEXT [--cert C --key K] [--name N] [--alpn a,b]
                        connect, send TEXT, read to EOF, print "got TEXT" and
                        "version V"; "error ..." on failure
@@ -154,6 +156,29 @@ def fault(args):
         c.close()
 
 
+def redirect(args):
+    import http.server
+    location = args[0]
+
+    class H(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(302)
+            self.send_header("Location", location)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *a):
+            pass
+
+    srv = http.server.HTTPServer(("127.0.0.1", 0), H)
+    if len(args) >= 3:
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(args[1], args[2])
+        srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
+    say("port", srv.server_address[1])
+    srv.serve_forever()
+
+
 def client(args):
     port, ca, text = int(args[0]), args[1], args[2]
     ctx = ssl.create_default_context(cafile=ca)
@@ -181,4 +206,5 @@ def client(args):
 
 if __name__ == "__main__":
     cmd, rest = sys.argv[1], sys.argv[2:]
-    {"server": serve, "starttls": starttls, "fault": fault, "client": client}[cmd](rest)
+    {"server": serve, "starttls": starttls, "fault": fault, "client": client,
+     "redirect": redirect}[cmd](rest)
