@@ -139,7 +139,7 @@ function S.tls_connect(host, port, opts)
   end
   opts = opts or {}
   local tls = require "bsdsocket.tls"
-  local ctx, msg, code = opts.context, nil, nil
+  local ctx, msg, code = opts.context
   if not ctx then
     local copts = {}
     for k, v in pairs(opts) do
