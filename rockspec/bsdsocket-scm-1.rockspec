@@ -22,7 +22,7 @@ build = {
     ["bsdsocket.core"] = {
       sources = {
         "csrc/addr.c", "csrc/core.c", "csrc/errors.c", "csrc/msg.c",
-        "csrc/options.c", "csrc/poller.c", "csrc/socket.c",
+        "csrc/options.c", "csrc/poller.c", "csrc/socket.c", "csrc/util.c",
       },
       defines = { "_GNU_SOURCE" },
       incdirs = { "csrc" },
