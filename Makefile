@@ -109,7 +109,13 @@ FUZZ_TIME  ?= 60
 LUA_LIB    ?= $(shell pkg-config --libs lua$(LUA_VERSION) 2>/dev/null || echo -llua$(LUA_VERSION))
 FUZZ_FLAGS  = -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
               -D_GNU_SOURCE $(LUA_INC) -Icsrc
-FUZZ_TARGETS = addr dns
+# fuzz_tls (with OpenSSL's headers): random server bytes to a bsdsocket.tls
+# client handshake, through the module's whole path.
+FUZZ_TARGETS = addr dns $(if $(HAVE_OPENSSL),tls)
+
+build/fuzz/fuzz_tls: fuzz/fuzz_tls.c csrc/tls.c $(SRCS) $(HDRS)
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ $< csrc/tls.c $(SRCS) $(LUA_LIB) $(TLS_LIBS) -ldl -lm
 
 build/fuzz/fuzz_%: fuzz/fuzz_%.c $(SRCS) $(HDRS)
 	@mkdir -p $(dir $@)
