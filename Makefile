@@ -31,7 +31,7 @@ TLS_LIBS  ?= -lssl -lcrypto
 DEB_PACKAGES = lua5.4 liblua5.4-dev lua-busted luarocks lua-check pkg-config valgrind python3 dnsmasq-base curl libssl-dev openssl
 DEB_BENCH    = lua-socket lua-luv valgrind
 
-.PHONY: all deps deps-bench deps-ci test sanitize valgrind fuzz static bench demo install uninstall clean rock-check errnames lint constants
+.PHONY: all deps deps-bench deps-ci test sanitize valgrind fuzz static bench bench-tls demo install uninstall clean rock-check errnames lint constants
 
 all: $(MODULE) $(TLS_MODULE)
 
@@ -164,6 +164,10 @@ demo: $(MODULE)
 
 bench: $(MODULE) $(TLS_MODULE)
 	$(MAKE) -C bench LUA=$(LUA) MODULE_DIR=$(abspath $(BUILD))
+
+# the TLS benchmarks only (bench/tls/run.sh)
+bench-tls: $(MODULE) $(TLS_MODULE)
+	$(MAKE) -C bench tls LUA=$(LUA) MODULE_DIR=$(abspath $(BUILD))
 
 install: $(MODULE) $(TLS_MODULE)
 	install -d $(DESTDIR)$(LUA_LIBDIR)/bsdsocket $(DESTDIR)$(LUA_SHARE)/bsdsocket
