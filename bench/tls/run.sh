@@ -6,8 +6,14 @@
 #   1. bulk send: BENCH_TLS_MB MiB (default 512) in 64 KiB writes to a sink
 #   2. bulk recv: the server sends BENCH_TLS_MB MiB in 64 KiB writes
 #   3. full handshakes per second, a fresh connection each (BENCH_TLS_HS, 2000)
-# Targets (issue 12): bsdsocket >= 0.95x C on each. Best of BENCH_TRIES (3)
-# runs, the clients interleaved within each try. Ratios: higher is better.
+#   4. a TLS echo server: examples/tls_echo_server.lua (bsdsocket.loop) against
+#      tls_echo_c.c (single-threaded epoll + non-blocking OpenSSL), loaded by
+#      BENCH_TLS_CONNS (8) client processes doing 64-byte ping-pongs for
+#      BENCH_TLS_SECS (3); requests/s and the server's CPU time per request
+#      (from /proc), which is the fair figure when 2 CPUs run everything.
+# Targets (issue 12): bsdsocket >= 0.95x C on 1-3, server CPU per request
+# >= 0.85x C (as C/bsdsocket) on 4. Best of BENCH_TRIES (3) runs, the
+# clients interleaved within each try. Ratios: higher is better.
 set -u
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)
@@ -17,6 +23,8 @@ BIN=${BENCH_BIN:-$HERE/../build}
 MB=${BENCH_TLS_MB:-512}
 HS=${BENCH_TLS_HS:-2000}
 TRIES=${BENCH_TRIES:-3}
+ECHO_SECS=${BENCH_TLS_SECS:-3}
+ECHO_CONNS=${BENCH_TLS_CONNS:-8}
 export LUA_PATH="$ROOT/lua/?.lua;$ROOT/lua/?/init.lua;;"
 export LUA_CPATH="$MODULE_DIR/?.so;;"
 
@@ -26,6 +34,7 @@ if [ ! -f "$MODULE_DIR/bsdsocket/tls.so" ]; then
 fi
 mkdir -p "$BIN"
 cc -O2 -Wall -Wextra -Werror -o "$BIN/tls_c" "$HERE/tls_c.c" -lssl -lcrypto || exit 1
+cc -O2 -Wall -Wextra -Werror -o "$BIN/tls_echo_c" "$HERE/tls_echo_c.c" -lssl -lcrypto || exit 1
 
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/bsdsocket-tlsbench.XXXXXX")
 PIDS=()
@@ -98,3 +107,45 @@ echo "TLS benchmarks: $(nproc) CPUs, $("$LUA" -e 'print(require("bsdsocket.tls")
 scenario "bulk send, $MB MiB in 64 KiB writes, TLS 1.3" sink "send:$MB" "MiB/s"
 scenario "bulk recv, $MB MiB, TLS 1.3" "source:$MB" recv "MiB/s"
 scenario "full handshakes, a fresh connection each ($HS)" hs "hs:$HS" "handshakes/s"
+
+# 4. echo servers: requests/s and server CPU microseconds per request
+cputicks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+echo_run() {  # impl -> "rps cpu_us_per_request"
+  local out="$TMP/echo.$1.out" pid port t0 t1 rps
+  if [ "$1" = c ]; then
+    "$BIN/tls_echo_c" "$TMP/srv.pem" "$TMP/srv.key" > "$out" 2>&1 &
+  else
+    "$LUA" "$ROOT/examples/tls_echo_server.lua" 127.0.0.1 0 "$TMP/srv.pem" "$TMP/srv.key" > "$out" 2>&1 &
+  fi
+  pid=$!
+  PIDS+=("$pid")
+  for _ in $(seq 100); do
+    port=$(sed -n 's/^listening on 127.0.0.1:\([0-9]*\).*/\1/p' "$out")
+    [ -n "$port" ] && break
+    sleep 0.05
+  done
+  t0=$(cputicks "$pid")
+  rps=$(timeout 120 "$BIN/tls_c" client "$TMP/ca.pem" "$port" "echo:$ECHO_SECS:$ECHO_CONNS:64" \
+        2>/dev/null | awk '{print $2}')
+  t1=$(cputicks "$pid")
+  kill "$pid" 2>/dev/null
+  wait "$pid" 2>/dev/null
+  awk -v r="${rps:-0}" -v d="$((t1 - t0))" -v s="$ECHO_SECS" -v hz="$(getconf CLK_TCK)" \
+    'BEGIN{n = r * s; printf "%s %s\n", r, (n > 0 ? d / hz * 1e6 / n : 0)}'
+}
+declare -A erps=() ecpu=()
+for i in $(seq "$TRIES"); do
+  for impl in c bsdsocket; do
+    read -r r u <<< "$(echo_run "$impl")"
+    if awk -v a="$r" -v b="${erps[$impl]:-0}" 'BEGIN{exit !(a > b)}'; then erps[$impl]=$r; fi
+    if [ -z "${ecpu[$impl]:-}" ] || awk -v a="$u" -v b="${ecpu[$impl]}" 'BEGIN{exit !(a > 0 && a < b)}'; then
+      ecpu[$impl]=$u
+    fi
+  done
+done
+echo "== TLS echo server, $ECHO_CONNS clients, 64-byte ping-pongs for $ECHO_SECS s"
+for impl in c bsdsocket; do
+  awk -v n="$impl" -v r="${erps[$impl]}" -v u="${ecpu[$impl]}" -v cr="${erps[c]}" -v cu="${ecpu[c]}" \
+    'BEGIN{printf "  %-10s %10.1f requests/s (%.2fx C)   %6.1f us server CPU per request (%.2fx C, C/this)\n",
+           n, r, (cr > 0 ? r / cr : 0), u, (u > 0 ? cu / u : 0)}'
+done

@@ -133,6 +133,38 @@ static void client(SSL_CTX *ctx, int port, const char *kind) {
     for (i = 0; i < count; i++) hangup(dial(ctx, port));
     printf("hsps %.1f\n", count / (now() - t0));
   }
+  else if (strncmp(kind, "echo:", 5) == 0) {
+    /* echo:SECS:CONNS:MSG  CONNS processes, each a ping-pong of MSG bytes
+    ** on one connection for SECS; prints the requests per second in all */
+    double secs = atof(kind + 5);
+    int conns = atoi(strchr(kind + 5, ':') + 1), msg = atoi(strrchr(kind, ':') + 1), i;
+    int fds[2];
+    long long total = 0, part;
+    if (pipe(fds) < 0) die("pipe");
+    for (i = 0; i < conns; i++) {
+      if (fork() == 0) {
+        SSL *ssl = dial(ctx, port);
+        long long count = 0;
+        double end = now() + secs;
+        while (now() < end) {
+          int got = 0;
+          if (SSL_write(ssl, buf, msg) != msg) break;
+          while (got < msg) {
+            int n = SSL_read(ssl, buf, msg - got);
+            if (n <= 0) die("echo read");
+            got += n;
+          }
+          count++;
+        }
+        hangup(ssl);
+        if (write(fds[1], &count, sizeof count) != sizeof count) _exit(1);
+        _exit(0);
+      }
+    }
+    for (i = 0; i < conns; i++)
+      if (read(fds[0], &part, sizeof part) == sizeof part) total += part;
+    printf("rps %.1f\n", (double)total / secs);
+  }
   else die("unknown client kind");
 }
 
