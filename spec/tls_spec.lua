@@ -158,6 +158,25 @@ describe("bsdsocket.tls", function()
       b:close()
     end)
 
+    it("bad arguments to the methods raise; results never crash", function()
+      local a, b = S.socketpair()
+      local t = tls.wrap(a, assert(tls.context { verify = false }))
+      t:settimeout(0)  -- a case that got as far as I/O would not wait
+      for _, call in ipairs {
+        function() t:recv("x") end, function() t:recv(-1) end, function() t:recv() end,
+        function() t:recvall(-1) end, function() t:recvall({}) end, function() t:send({}) end,
+        function() t:send() end, function() t:send("x", "a") end, function() t:sendall({}) end,
+        function() t:settimeout(-1) end, function() t:settimeout(0 / 0) end,
+        function() t:setblocking("yes") end, function() t.recv(a, 1) end,
+        function() t.recv(nil, 1) end, function() tls.wrap(b, assert(tls.context()), 5) end,
+        function() tls.wrap(b, assert(tls.context()), { servername = 5 }) end,
+      } do
+        assert.has_error(call)
+      end
+      t:close()
+      b:close()
+    end)
+
     it("needs a name to verify over a Unix socket", function()
       local a, b = S.socketpair()
       assert.error_matches(function() tls.wrap(a, assert(tls.context())) end, "no name to verify")
