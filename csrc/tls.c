@@ -568,8 +568,9 @@ static int tls_context(lua_State *L) {
   }
   else if (c->verify && !c->server && SSL_CTX_set_default_verify_paths(c->ctx) != 1)
     return configfail(L, "system trust store", "EINVAL");
-  if (pw) SSL_CTX_set_default_passwd_cb_userdata(c->ctx, (void *)pw);
-  if (pw) SSL_CTX_set_default_passwd_cb(c->ctx, pwcallback);
+  /* always our callback: OpenSSL's default one would prompt on the terminal */
+  SSL_CTX_set_default_passwd_cb(c->ctx, pwcallback);
+  SSL_CTX_set_default_passwd_cb_userdata(c->ctx, (void *)pw);
   if (certfile && SSL_CTX_use_certificate_chain_file(c->ctx, certfile) != 1)
     return fileproblem(L, "certfile", certfile);
   if (cert && !usepemcert(c->ctx, cert, certlen)) return configfail(L, "cert", "EINVAL");

@@ -122,6 +122,10 @@ describe("bsdsocket.tls", function()
       assert.is_nil(ctx)
       assert.equal("EINVAL", code)
       assert.not_matches(pw, msg, 1, true)
+      -- no password: a failure, never a prompt on the terminal
+      ctx, msg, code = tls.context { mode = "server", certfile = c.server_cert, keyfile = enc }
+      assert.is_nil(ctx)
+      assert.equal("EINVAL", code, msg)
     end)
   end)
 
