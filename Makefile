@@ -28,10 +28,14 @@ HAVE_OPENSSL := $(wildcard $(OPENSSL_INC)/openssl/ssl.h)
 TLS_MODULE = $(if $(HAVE_OPENSSL),$(BUILD)/bsdsocket/tls.so)
 TLS_LIBS  ?= -lssl -lcrypto
 
-DEB_PACKAGES = lua5.4 liblua5.4-dev lua-busted luarocks lua-check pkg-config valgrind python3 dnsmasq-base curl libssl-dev openssl
+DEB_PACKAGES = lua5.4 liblua5.4-dev lua-busted luarocks lua-check pkg-config valgrind python3 dnsmasq-base curl lua-cqueues libssl-dev openssl
 DEB_BENCH    = lua-socket lua-luv valgrind
+# bsdsocket.luasocket's specs: LuaSocket's pure-Lua modules (socket.http,
+# ltn12, mime), the real cqueues, luv and LuaSec, openssl for a test
+# certificate, ip and unshare for LuaSocket's suite in a private namespace
+DEB_INTEROP  = lua-socket lua-sec lua-cqueues lua-luv openssl iproute2 util-linux
 
-.PHONY: all deps deps-bench deps-ci test sanitize valgrind fuzz static bench bench-tls demo install uninstall clean rock-check errnames lint constants
+.PHONY: layers all deps deps-bench deps-ci test sanitize valgrind fuzz static bench bench-tls demo install uninstall clean rock-check errnames lint constants
 
 all: $(MODULE) $(TLS_MODULE)
 
@@ -45,7 +49,7 @@ $(BUILD)/bsdsocket/tls.so: csrc/tls.c $(HDRS)
 
 # Installs the Debian packages the build and the specs need, only when missing.
 deps:
-	@missing=""; for p in $(DEB_PACKAGES); do \
+	@missing=""; for p in $(DEB_PACKAGES) $(DEB_INTEROP); do \
 	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'ok installed' || missing="$$missing $$p"; \
 	done; \
 	if [ -n "$$missing" ]; then \
@@ -61,8 +65,13 @@ deps-bench: deps
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
 	fi
 
-test: $(MODULE) $(TLS_MODULE)
+test: $(MODULE) $(TLS_MODULE) layers
 	$(BUSTED) $(BUSTED_ARGS)
+
+# The C files call each other one way (util <- errors <- addr <- socket <-
+# {options, msg, poller, tls} <- core): a call against the grain fails.
+layers:
+	$(LUA) .ci/layers.lua
 
 # The whole suite against a module built with AddressSanitizer and UBSan.
 # The interpreter itself is not instrumented, so the runtime is preloaded.

@@ -178,6 +178,8 @@ scenario_echo() {
   if [ "$HAVE_LUASOCKET" = 1 ]; then
     names+=(ls); labels+=("LuaSocket select"); cmd[ls]="$LUA $BENCH/luasocket/echo_server.lua"
   fi
+  # the same LuaSocket script, unchanged, on bsdsocket.luasocket
+  names+=(lsc); labels+=("LuaSocket API/bsd"); cmd[lsc]="$LUA -l bsdsocket.luasocket $BENCH/luasocket/echo_server.lua"
   echo "== 1. concurrent echo server: $CONNS connections, one $MSG-byte request in flight each, ${SECS} s per run, best of $TRIES"
   [ "$HAVE_LUV" = 1 ] || echo "   (luv not installed: make deps-bench)"
   [ "$HAVE_LUASOCKET" = 1 ] || echo "   (LuaSocket not installed: make deps-bench)"
@@ -219,6 +221,11 @@ scenario_echo() {
     done
     r=$(ratio "${rps[bsd]:-}" "${rps[c]:-}")
     summary "1. echo, $idle idle: bsdsocket/C = $r (target >= 0.90) $(verdict "$r" 0.9)"
+    if [ -n "${rps[lsc]:-}" ]; then
+      summary "1. echo, $idle idle: LuaSocket API on bsdsocket/C = $(ratio "${rps[lsc]}" "${rps[c]:-}")"
+    else
+      summary "1. echo, $idle idle: LuaSocket API on bsdsocket failed (${FAILNOTE[lsc]:-no reason})"
+    fi
     if [ "$HAVE_LUV" = 1 ]; then
       r=$(ratio "${rps[bsd]:-}" "${rps[luv]:-}")
       summary "1. echo, $idle idle: bsdsocket/luv = $r (target > 1.00) $(awk -v r="$r" 'BEGIN { if (r == "-") print "n/a"; else print (r + 0 > 1) ? "PASS" : "MISS" }')"
@@ -228,6 +235,10 @@ scenario_echo() {
         summary "1. echo, $idle idle: LuaSocket/C = $(ratio "${rps[ls]}" "${rps[c]:-}") (for comparison)"
       else
         summary "1. echo, $idle idle: LuaSocket failed (${FAILNOTE[ls]:-no reason})"
+      fi
+      if [ -n "${rps[ls]:-}" ]; then
+        r=$(ratio "${rps[lsc]:-}" "${rps[ls]}")
+        summary "1. echo, $idle idle: LuaSocket API on bsdsocket / LuaSocket = $r (target >= 5.00 at 1,000 idle)"
       fi
     fi
   done
@@ -251,6 +262,7 @@ scenario_pingpong() {
   cmd[c]="$BIN/pingpong"
   cmd[bsd]="$LUA $BENCH/lua/pingpong.lua"
   if [ "$HAVE_LUASOCKET" = 1 ]; then names+=(ls); labels+=("LuaSocket"); cmd[ls]="$LUA $BENCH/luasocket/pingpong.lua"; fi
+  names+=(lsc); labels+=("LuaSocket API/bsd"); cmd[lsc]="$LUA -l bsdsocket.luasocket $BENCH/luasocket/pingpong.lua"
   echo "== 2. ping-pong: one TCP connection, $MSG-byte messages, blocking calls, ${PP_SECS} s per run, best of $TRIES"
   [ "$HAVE_TASKSET" = 1 ] && echo "   (client and server pinned to CPU 0 with taskset)"
   for _ in $(seq "$TRIES"); do
@@ -270,6 +282,7 @@ scenario_pingpong() {
   [ -s "$TMP/pp.err" ] && head -c 500 "$TMP/pp.err"
   summary "2. ping-pong: bsdsocket/C = $(ratio "${rate[bsd]}" "${rate[c]}") (no target)"
   [ "$HAVE_LUASOCKET" = 1 ] && summary "2. ping-pong: LuaSocket/C = $(ratio "${rate[ls]}" "${rate[c]}")"
+  [ "$HAVE_LUASOCKET" = 1 ] && summary "2. ping-pong: LuaSocket API on bsdsocket / LuaSocket = $(ratio "${rate[lsc]}" "${rate[ls]}") (target >= 1.00)"
 }
 
 # ---- 3. bulk ----
@@ -281,6 +294,7 @@ scenario_bulk() {
   cmd[c]="$BIN/bulk"
   cmd[bsd]="$LUA $BENCH/lua/bulk.lua"
   if [ "$HAVE_LUASOCKET" = 1 ]; then names+=(ls); labels+=("LuaSocket"); cmd[ls]="$LUA $BENCH/luasocket/bulk.lua"; fi
+  names+=(lsc); labels+=("LS API/bsd"); cmd[lsc]="$LUA -l bsdsocket.luasocket $BENCH/luasocket/bulk.lua"
   echo "== 3. bulk TCP: $BULK_MB MiB in 64 KiB chunks, best of $TRIES"
   start_server "$BIN/bulk" sink || return
   sinkport=$SERVER_PORT; sinkpid=$SERVER_PID
@@ -308,6 +322,7 @@ scenario_bulk() {
     done
     r=$(ratio "${mbps[${dir}bsd]}" "${mbps[${dir}c]}")
     summary "3. bulk $dir: bsdsocket/C = $r (target >= 0.95) $(verdict "$r" 0.95)"
+    [ "$HAVE_LUASOCKET" = 1 ] && summary "3. bulk $dir: LuaSocket API on bsdsocket / LuaSocket = $(ratio "${mbps[${dir}lsc]}" "${mbps[${dir}ls]}") (target >= 1.00)"
   done
   [ -s "$TMP/bulk.err" ] && head -c 500 "$TMP/bulk.err"
 }

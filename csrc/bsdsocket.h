@@ -194,6 +194,8 @@ bsd_socket *bsd_iobegin(lua_State *L, bsd_io *io, const char *call, int status, 
 void bsd_iobeginwith(lua_State *L, bsd_io *io, bsd_socket *s, const char *call,
                      int status, int nargs);
 int bsd_iorun(lua_State *L, bsd_io *io, lua_KContext kctx, lua_KFunction k);
+/* a call whose flags include MSG_DONTWAIT never waits: EAGAIN is its result */
+void bsd_ioflags(bsd_io *io, int flags);
 /* the impl's verdict on a system call's result n (errno when n < 0) */
 bsd_iostatus bsd_iosyscall(bsd_io *io, long n, int want);
 /* pushes io's failure result for err (as bsd_iorun does) */

@@ -215,6 +215,7 @@ static int op_sendmsg(lua_State *L, int status, lua_KContext ctx) {
   m.flags = flags;
   io.impl = impl_sendmsg;
   io.data = &m;
+  bsd_ioflags(&io, flags);
   if (msg.msg_name) io.peer = &a;
   if ((r = bsd_iorun(L, &io, ctx, op_sendmsg)) != BSD_IO_FINISHED) return r;
   lua_pushinteger(L, (lua_Integer)m.n);
@@ -376,6 +377,7 @@ static int op_recvmsg(lua_State *L, int status, lua_KContext ctx) {
   a.iov.iov_len = max;
   io.impl = impl_recvmsg;
   io.data = &a;
+  bsd_ioflags(&io, a.flags);
   if ((r = bsd_iorun(L, &io, ctx, op_recvmsg)) != BSD_IO_FINISHED) return r;
   a.g->len = a.msg.msg_controllen;
   a.g->armed = 1;
@@ -539,6 +541,7 @@ static int op_sendmmsg(lua_State *L, int status, lua_KContext ctx) {
     a.stop = 0;
     io.impl = impl_sendmmsg;
     io.data = &a;
+    bsd_ioflags(&io, flags);
     io.pusherr = batcherror;
     while (done < n) {
       int r;
@@ -635,6 +638,7 @@ static int op_recvmmsg(lua_State *L, int status, lua_KContext ctx) {
   a.flags = flags;
   io.impl = impl_recvmmsg;
   io.data = &a;
+  bsd_ioflags(&io, flags);
   if ((n = bsd_iorun(L, &io, ctx, op_recvmmsg)) != BSD_IO_FINISHED) return n;
   n = a.n;
   lua_createtable(L, n, 0);

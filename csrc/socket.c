@@ -227,6 +227,10 @@ int bsd_ioerror(lua_State *L, bsd_io *io, int err) {
   return bsd_sockerror(L, io->s, io->call, err);
 }
 
+void bsd_ioflags(bsd_io *io, int flags) {
+  if (flags & MSG_DONTWAIT) io->mode = MODE_NOWAIT;
+}
+
 bsd_iostatus bsd_iosyscall(bsd_io *io, long n, int want) {
   if (n >= 0) return BSD_IO_DONE;
   if (errno == EAGAIN || errno == EWOULDBLOCK) {
@@ -663,6 +667,7 @@ static int op_send(lua_State *L, int status, lua_KContext ctx) {
   }
   io.impl = impl_send;
   io.data = &a;
+  bsd_ioflags(&io, a.flags);
   if ((r = bsd_iorun(L, &io, ctx, op_send)) != BSD_IO_FINISHED) return r;
   lua_pushinteger(L, (lua_Integer)a.done);
   return 1;
@@ -729,6 +734,7 @@ static int op_sendto(lua_State *L, int status, lua_KContext ctx) {
   io.impl = impl_sendto;
   io.data = &a;
   io.peer = &to;
+  bsd_ioflags(&io, a.flags);
   if ((r = bsd_iorun(L, &io, ctx, op_sendto)) != BSD_IO_FINISHED) return r;
   lua_pushinteger(L, (lua_Integer)a.done);
   return 1;
@@ -808,6 +814,7 @@ static int recvcommon(lua_State *L, int status, lua_KContext ctx, lua_KFunction 
   }
   io.impl = impl_recv;
   io.data = a;
+  bsd_ioflags(&io, a->flags);
   if ((r = bsd_iorun(L, &io, ctx, k)) != BSD_IO_FINISHED) return r;
   lua_pushlstring(L, a->buf, a->got);
   return BSD_IO_FINISHED;

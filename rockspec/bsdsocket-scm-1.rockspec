@@ -30,5 +30,6 @@ build = {
     ["bsdsocket"] = "lua/bsdsocket.lua",
     ["bsdsocket.loop"] = "lua/bsdsocket/loop.lua",
     ["bsdsocket.reader"] = "lua/bsdsocket/reader.lua",
+    ["bsdsocket.luasocket"] = "lua/bsdsocket/luasocket.lua",
   },
 }

@@ -73,6 +73,40 @@ describe("the error convention", function()
     assert.equal("EAGAIN", code2)
     assert.equal("recv: " .. S.strerror("EAGAIN"), msg2)
   end)
+
+  it("a socket's own end is never named as the peer: it is '(local <addr>)'", function()
+    local u = assert(S.socket(S.AF_INET, S.SOCK_DGRAM))   -- bound, unconnected
+    finally(function() u:close() end)
+    assert(u:bind("127.0.0.1", 0))
+    local mine = u:getsockname().port
+    u:settimeout(0)
+    local _, msg = u:recv(10)
+    assert.equal("recv (local 127.0.0.1:" .. mine .. "): " .. S.strerror("EAGAIN"), msg)
+    -- after a reset the peer is gone: the message names our end as local
+    local a, b = net.tcp_pair()
+    finally(function() net.closeall(a, b) end)
+    local port = a:getsockname().port
+    b:setsockopt(S.SOL_SOCKET, S.SO_LINGER, { onoff = true, linger = 0 })
+    b:close()
+    net.sleep(0.05)
+    local code
+    for _ = 1, 3 do  -- the first send may still be accepted before the RST is seen
+      _, msg, code = a:send("x")
+      if code then break end
+      net.sleep(0.02)
+    end
+    assert.is_truthy(code == "ECONNRESET" or code == "EPIPE", tostring(code))
+    assert.equal("send (local 127.0.0.1:" .. port .. "): " .. S.strerror(code), msg)
+  end)
+
+  it("a connected socket's messages name the peer", function()
+    local a, b = net.tcp_pair()
+    finally(function() net.closeall(a, b) end)
+    a:settimeout(0.05)
+    local _, msg, code = a:recv(10)
+    assert.equal("ETIMEDOUT", code)
+    assert.equal("recv 127.0.0.1:" .. a:getpeername().port .. ": timed out", msg)
+  end)
 end)
 
 describe("programming mistakes raise", function()

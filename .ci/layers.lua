@@ -1,0 +1,61 @@
+-- Checks that the C sources call each other one way only:
+--   util <- errors <- addr <- socket <- {options, msg, poller, tls} <- core
+-- A file may use the bsd_* functions and variables defined in files of a
+-- lower layer (and its own); a use of a higher or same-layer file's symbol
+-- fails. Run by `make layers` (part of `make test`) from the project root.
+local layer = {
+  util = 0, errors = 1, addr = 2, socket = 3,
+  options = 4, msg = 4, poller = 4, tls = 4, resolver = 4, buffer = 4,
+  core = 5,
+}
+
+local function read(path)
+  local f = assert(io.open(path))
+  local text = f:read("a")
+  f:close()
+  -- comments and strings say nothing about calls
+  return (text:gsub("/%*.-%*/", " "):gsub("//[^\n]*", " "):gsub('"[^"\n]*"', '""'))
+end
+
+local files = {}
+local p = assert(io.popen("ls csrc/*.c"))
+for path in p:lines() do files[#files + 1] = path end
+p:close()
+
+local owner = {}   -- symbol -> defining file's base name
+local texts = {}
+for _, path in ipairs(files) do
+  local name = path:match("([%w_]+)%.c$")
+  if not layer[name] then
+    io.stderr:write("layers: ", path, " has no layer; add it to .ci/layers.lua\n")
+    os.exit(1)
+  end
+  local text = read(path)
+  texts[name] = text
+  -- external definitions: at the start of a line, not static, name( or name =
+  for line in text:gmatch("[^\n]+") do
+    if not line:match("^static") and not line:match("^%s") then
+      local sym = line:match("^[%w_%s%*]-[%s%*](bsd_[%w_]+)%s*%(") or line:match("^const%s+[%w_]+%s+(bsd_[%w_]+)")
+      if sym and not line:match(";%s*$") then owner[sym] = name end
+    end
+  end
+end
+
+local bad = 0
+for name, text in pairs(texts) do
+  local seen = {}
+  for sym in text:gmatch("(bsd_[%w_]+)") do
+    local def = owner[sym]
+    if def and def ~= name and not seen[sym] then
+      seen[sym] = true
+      if layer[def] >= layer[name] then
+        bad = bad + 1
+        print(("layers: %s.c (layer %d) uses %s from %s.c (layer %d)"):format(
+          name, layer[name], sym, def, layer[def]))
+      end
+    end
+  end
+end
+if bad > 0 then os.exit(1) end
+print(("layers: %d files, one way (util <- errors <- addr <- socket <- options/msg/poller/tls <- core)")
+  :format(#files))
