@@ -352,6 +352,20 @@ describe("bsdsocket.tls", function()
       end
     end)
 
+    it("an SNI function that raises fails that handshake only", function()
+      local sctx = server_ctx { sni = function() error("boom") end }
+      local sres, cres = pair(sctx, handshake_server, connect_with(client_ctx(),
+        { servername = "localhost" }, function(t) return t:handshake() end))
+      assert.is_nil(sres[1])
+      assert.equal("TLS_HANDSHAKE", sres[3])
+      assert.is_nil(cres[1])
+      assert.is_string(cres[3])
+      -- the same context without SNI from the client still works
+      local _, again = pair(sctx, handshake_server, connect_with(client_ctx(),
+        { hostname = "127.0.0.1" }, function(t) return t:handshake() end))
+      assert.is_true(again[1])
+    end)
+
     it("client certificates: required, given, and seen by the server", function()
       local sctx = server_ctx { cafile = c.ca, require_cert = true }
       local sres, cres = pair(sctx, function(t)
