@@ -17,25 +17,37 @@ PREFIX     ?= /usr/local
 LUA_LIBDIR ?= $(PREFIX)/lib/lua/$(LUA_VERSION)
 LUA_SHARE  ?= $(PREFIX)/share/lua/$(LUA_VERSION)
 
-SRCS   = $(sort $(wildcard csrc/*.c))
+SRCS   = $(sort $(filter-out csrc/tls.c,$(wildcard csrc/*.c)))
 HDRS   = $(wildcard csrc/*.h)
 BUILD ?= build
 MODULE = $(BUILD)/bsdsocket/core.so
 
-DEB_PACKAGES = lua5.4 liblua5.4-dev lua-busted luarocks lua-check pkg-config valgrind python3 dnsmasq-base curl lua-cqueues
+# bsdsocket.tls (csrc/tls.c, OpenSSL 3) is built next to the core when
+# OpenSSL's headers are there (`make deps` installs them); the core never
+# needs them. It reaches the core through the bsd_capi table only.
+OPENSSL_INC ?= /usr/include
+HAVE_OPENSSL := $(wildcard $(OPENSSL_INC)/openssl/ssl.h)
+TLS_MODULE = $(if $(HAVE_OPENSSL),$(BUILD)/bsdsocket/tls.so)
+TLS_LIBS  ?= -lssl -lcrypto
+
+DEB_PACKAGES = lua5.4 liblua5.4-dev lua-busted luarocks lua-check pkg-config valgrind python3 dnsmasq-base curl lua-cqueues libssl-dev openssl
 DEB_BENCH    = lua-socket lua-luv valgrind
 # bsdsocket.luasocket's specs: LuaSocket's pure-Lua modules (socket.http,
 # ltn12, mime), the real cqueues, luv and LuaSec, openssl for a test
 # certificate, ip and unshare for LuaSocket's suite in a private namespace
 DEB_INTEROP  = lua-socket lua-sec lua-cqueues lua-luv openssl iproute2 util-linux
 
-.PHONY: layers all deps deps-bench deps-ci test sanitize valgrind fuzz static bench demo install uninstall clean rock-check errnames lint constants
+.PHONY: layers all deps deps-bench deps-ci test sanitize valgrind fuzz static bench bench-tls demo install uninstall clean rock-check errnames lint constants
 
-all: $(MODULE)
+all: $(MODULE) $(TLS_MODULE)
 
 $(MODULE): $(SRCS) $(HDRS)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) -o $@ $(SRCS) $(LDFLAGS_SO) $(LIBS)
+
+$(BUILD)/bsdsocket/tls.so: csrc/tls.c $(HDRS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -o $@ csrc/tls.c $(LDFLAGS_SO) $(TLS_LIBS)
 
 # Installs the Debian packages the build and the specs need, only when missing.
 deps:
@@ -55,7 +67,7 @@ deps-bench: deps
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
 	fi
 
-test: $(MODULE) layers
+test: $(MODULE) $(TLS_MODULE) layers
 	$(BUSTED) $(BUSTED_ARGS)
 
 # The C files call each other one way (util <- errors <- addr <- socket <-
@@ -73,7 +85,8 @@ SAN_FLAGS = -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-r
 # the wrapper, so an example that re-runs arg[-1] gets the runtime too.
 REAL_LUA := $(shell command -v $(LUA))
 sanitize:
-	$(MAKE) BUILD=build-san OPT="-O1" CFLAGS="$(SAN_FLAGS)" LDFLAGS="$(SAN_FLAGS)" build-san/bsdsocket/core.so
+	$(MAKE) BUILD=build-san OPT="-O1" CFLAGS="$(SAN_FLAGS)" LDFLAGS="$(SAN_FLAGS)" build-san/bsdsocket/core.so \
+	  $(if $(HAVE_OPENSSL),build-san/bsdsocket/tls.so)
 	@mkdir -p build-san/bin
 	$(CC) -shared -fPIC -o build-san/unpreload.so .ci/unpreload.c
 	printf '#!/bin/bash\nLD_PRELOAD="%s:%s$${LD_PRELOAD:+:$$LD_PRELOAD}" exec -a "$$0" %s "$$@"\n' \
@@ -91,7 +104,7 @@ sanitize:
 # the whole suite); BSDSOCKET_LEAK_N scales leaks_spec's 100,000 down.
 VALGRIND_SPECS ?=
 VALGRIND_LEAK_N ?= 5000
-valgrind: $(MODULE)
+valgrind: $(MODULE) $(TLS_MODULE)
 	BSDSOCKET_LEAK_N=$(VALGRIND_LEAK_N) BSDSOCKET_VALGRIND=1 \
 	valgrind --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite \
 	  --trace-children=no --suppressions=.ci/valgrind.supp --quiet \
@@ -107,7 +120,13 @@ FUZZ_TIME  ?= 60
 LUA_LIB    ?= $(shell pkg-config --libs lua$(LUA_VERSION) 2>/dev/null || echo -llua$(LUA_VERSION))
 FUZZ_FLAGS  = -g -O1 -pthread -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
               -D_GNU_SOURCE $(LUA_INC) -Icsrc
-FUZZ_TARGETS = addr dns
+# fuzz_tls (with OpenSSL's headers): random server bytes to a bsdsocket.tls
+# client handshake, through the module's whole path.
+FUZZ_TARGETS = addr dns $(if $(HAVE_OPENSSL),tls)
+
+build/fuzz/fuzz_tls: fuzz/fuzz_tls.c csrc/tls.c $(SRCS) $(HDRS)
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ $< csrc/tls.c $(SRCS) $(LUA_LIB) $(TLS_LIBS) -ldl -lm
 
 build/fuzz/fuzz_%: fuzz/fuzz_%.c $(SRCS) $(HDRS)
 	@mkdir -p $(dir $@)
@@ -131,10 +150,11 @@ fuzz: $(FUZZ_TARGETS:%=build/fuzz/fuzz_%)
 CPPCHECK_FLAGS = --enable=warning,style,performance,portability --error-exitcode=1 --std=c99 \
                  -D_GNU_SOURCE -D__linux__ -Icsrc --include=.ci/lua_noreturn.h --inline-suppr --quiet
 TIDY_ARGS = -std=c99 -D_GNU_SOURCE $(LUA_INC) -Icsrc -include .ci/lua_noreturn.h
+STATIC_SRCS = $(SRCS) $(if $(HAVE_OPENSSL),csrc/tls.c)
 static:
-	cppcheck $(CPPCHECK_FLAGS) $(SRCS)
+	cppcheck $(CPPCHECK_FLAGS) $(STATIC_SRCS)
 	cppcheck $(CPPCHECK_FLAGS) -DBSD_USE_POLL csrc/poller.c
-	printf '%s\n' $(SRCS) | xargs -P "$$(nproc)" -I{} clang-tidy --quiet {} -- $(TIDY_ARGS)
+	printf '%s\n' $(STATIC_SRCS) | xargs -P "$$(nproc)" -I{} clang-tidy --quiet {} -- $(TIDY_ARGS)
 	clang-tidy --quiet csrc/poller.c -- $(TIDY_ARGS) -DBSD_USE_POLL
 	@echo "static: cppcheck and clang-tidy clean"
 
@@ -153,12 +173,17 @@ deps-ci: deps
 demo: $(MODULE)
 	LUA_PATH="lua/?.lua;lua/?/init.lua;;" LUA_CPATH="$(BUILD)/?.so;;" $(LUA) examples/demo.lua
 
-bench: $(MODULE)
+bench: $(MODULE) $(TLS_MODULE)
 	$(MAKE) -C bench LUA=$(LUA) MODULE_DIR=$(abspath $(BUILD))
 
-install: $(MODULE)
+# the TLS benchmarks only (bench/tls/run.sh)
+bench-tls: $(MODULE) $(TLS_MODULE)
+	$(MAKE) -C bench tls LUA=$(LUA) MODULE_DIR=$(abspath $(BUILD))
+
+install: $(MODULE) $(TLS_MODULE)
 	install -d $(DESTDIR)$(LUA_LIBDIR)/bsdsocket $(DESTDIR)$(LUA_SHARE)/bsdsocket
 	install -m 755 $(MODULE) $(DESTDIR)$(LUA_LIBDIR)/bsdsocket/core.so
+	$(if $(TLS_MODULE),install -m 755 $(TLS_MODULE) $(DESTDIR)$(LUA_LIBDIR)/bsdsocket/tls.so)
 	install -m 644 lua/bsdsocket.lua $(DESTDIR)$(LUA_SHARE)/bsdsocket.lua
 	install -m 644 lua/bsdsocket/*.lua $(DESTDIR)$(LUA_SHARE)/bsdsocket/
 

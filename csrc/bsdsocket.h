@@ -238,6 +238,43 @@ void bsd_open_options(lua_State *L);  /* setsockopt/getsockopt methods */
 void bsd_open_msg(lua_State *L);      /* sendmsg/recvmsg, sendmmsg/recvmmsg */
 void bsd_open_poller(lua_State *L);
 
+/* ---- capi: what other C modules (bsdsocket.tls) may call ----
+**
+** core.so hides its internal symbols, so a module built apart reaches the
+** functions it needs through this table of pointers, which
+** luaopen_bsdsocket_core leaves in the registry under BSD_CAPI_KEY (a
+** light userdata). A module checks version and the struct sizes it was
+** built with before using it. Socket level and below only: the layering
+** errors <- addr <- socket <- {tls} holds through it. */
+#define BSD_CAPI_KEY     "bsdsocket.capi"
+#define BSD_CAPI_VERSION 1
+
+typedef struct bsd_capi {
+  int version;              /* BSD_CAPI_VERSION */
+  size_t socketsize;        /* sizeof(bsd_socket) */
+  size_t iosize;            /* sizeof(bsd_io) */
+  bsd_socket *(*testsocket)(lua_State *L, int idx);  /* NULL if not a socket */
+  bsd_socket *(*newsocket)(lua_State *L, int fd, int family, int type, int protocol);
+  void (*pushmethodupvalues)(lua_State *L);          /* BSD_METHOD_UPVALUES values */
+  void (*iobeginwith)(lua_State *L, bsd_io *io, bsd_socket *s, const char *call,
+                      int status, int nargs);
+  int (*iorun)(lua_State *L, bsd_io *io, lua_KContext kctx, lua_KFunction k);
+  int (*ioerror)(lua_State *L, bsd_io *io, int err);
+  int (*sockerror)(lua_State *L, bsd_socket *s, const char *call, int err);
+  int (*pushfail)(lua_State *L, const char *call, const char *peer,
+                  const char *reason, const char *code);
+  int (*pusherror)(lua_State *L, const char *call, const char *peer, int err);
+  /* pushes "<peer address>" of s (or "(local ...)"), or returns NULL */
+  const char *(*pushendtext)(lua_State *L, bsd_socket *s);
+  /* closes s's descriptor; loop tasks waiting on the object at idx (which
+  ** waited through s) are woken. 0 or an errno */
+  int (*closewith)(lua_State *L, bsd_socket *s, int idx);
+  void (*setfdmode)(bsd_socket *s, int nonblock);
+  double (*monotime)(void);
+} bsd_capi;
+
+void bsd_open_capi(lua_State *L);
+
 /* ---- core.c: the module ---- */
 
 #if defined(__GNUC__)

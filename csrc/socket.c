@@ -408,7 +408,7 @@ static const char closehookkey = 'c';
 /* Closes the descriptor; a task of the loop that waits on the socket is
 ** told, so its call ends with an error result instead of waiting forever
 ** on a descriptor the poller no longer watches. */
-static int closesocket(lua_State *L, bsd_socket *s) {
+static int closewith(lua_State *L, bsd_socket *s, int idx) {
   int fd = s->fd, r, err;
   if (fd < 0) return 0;
   s->fd = -1;
@@ -417,13 +417,17 @@ static int closesocket(lua_State *L, bsd_socket *s) {
   if (s->waited) {
     s->waited = 0;
     if (lua_rawgetp(L, LUA_REGISTRYINDEX, &closehookkey) == LUA_TFUNCTION) {
-      lua_pushvalue(L, 1);
+      lua_pushvalue(L, idx);
       lua_call(L, 1, 0);
     }
     else lua_pop(L, 1);
   }
   /* Linux frees the descriptor even when close reports EINTR */
   return r < 0 && err != EINTR ? err : 0;
+}
+
+static int closesocket(lua_State *L, bsd_socket *s) {
+  return closewith(L, s, 1);
 }
 
 static int sock_close(lua_State *L) {
@@ -1095,6 +1099,25 @@ void bsd_addmethods(lua_State *L, const luaL_Reg *methods) {
   bsd_pushmethodupvalues(L);
   luaL_setfuncs(L, methods, BSD_METHOD_UPVALUES);
   lua_pop(L, 2);
+}
+
+/* ---- the C API for bsdsocket.tls (see bsd_capi in bsdsocket.h) ---- */
+
+static bsd_socket *testsocket(lua_State *L, int idx) {
+  bsd_socket *s = tagged(L, idx);
+  return s ? s : (bsd_socket *)luaL_testudata(L, idx, BSD_SOCKET_MT);
+}
+
+static const bsd_capi capi = {
+  BSD_CAPI_VERSION, sizeof(bsd_socket), sizeof(bsd_io),
+  testsocket, bsd_newsocket, bsd_pushmethodupvalues,
+  bsd_iobeginwith, bsd_iorun, bsd_ioerror, bsd_sockerror, bsd_pushfail, bsd_pusherror,
+  endtext, closewith, setfdmode, bsd_monotime
+};
+
+void bsd_open_capi(lua_State *L) {
+  lua_pushlightuserdata(L, (void *)&capi);
+  lua_setfield(L, LUA_REGISTRYINDEX, BSD_CAPI_KEY);
 }
 
 void bsd_open_socket(lua_State *L) {

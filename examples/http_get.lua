@@ -4,8 +4,14 @@
 -- reader), then the body in one of HTTP's three framings: Content-Length,
 -- chunked transfer-coding, or "read until the server closes".
 -- The body goes to stdout; -v shows the request and response headers on
--- stderr; -L follows up to 5 redirects. Exit status: 0 for a 1xx-3xx
--- answer, 1 for 4xx/5xx or a network error, 2 for bad arguments.
+-- stderr; -L follows up to 5 redirects (between http and https too). Exit
+-- status: 0 for a 1xx-3xx answer, 1 for 4xx/5xx or a network error, 2 for
+-- bad arguments.
+--
+-- https:// URLs go over TLS (bsdsocket.tls, S.tls_connect): the server's
+-- certificate chain is verified against the system store (or --cacert FILE)
+-- and its name against the URL's host; a failure is one line and exit 1.
+-- -k skips verification (as curl's -k does: for tests only).
 --
 -- Run from a checkout (after `make`), with a server to ask, e.g.
 -- `python3 -m http.server 8000` in some directory:
@@ -13,17 +19,26 @@
 --     lua5.4 examples/http_get.lua -v http://127.0.0.1:8000/
 local S = require "bsdsocket"
 
-local USAGE = "usage: http_get.lua [-v] [-L] URL   (URL: http://HOST[:PORT][/PATH])"
+local USAGE = "usage: http_get.lua [-v] [-L] [-k] [--cacert FILE] URL"
+  .. "   (URL: http[s]://HOST[:PORT][/PATH])"
 local MAX_REDIRECTS, TIMEOUT = 5, 10
 
-local verbose, follow, url = false, false, nil
-for _, a in ipairs(arg) do
-  if a == "-v" then verbose = true
-  elseif a == "-L" then follow = true
-  elseif not url and not a:match("^%-") then url = a
-  else url = nil break end
+local verbose, follow, insecure, cacert, url = false, false, false, nil, nil
+do
+  local i, bad = 1, false
+  while i <= #arg do
+    local a = arg[i]
+    if a == "-v" then verbose = true
+    elseif a == "-L" then follow = true
+    elseif a == "-k" then insecure = true
+    elseif a == "--cacert" and arg[i + 1] then cacert, i = arg[i + 1], i + 1
+    elseif not url and not a:match("^%-") then url = a
+    else bad = true end
+    i = i + 1
+  end
+  if bad then url = nil end
 end
-if not url or #arg > 3 then
+if not url then
   io.stderr:write(USAGE, "\n")
   os.exit(2)
 end
@@ -33,17 +48,19 @@ local function fail(msg)
   os.exit(1)
 end
 
--- http://host:port/path -> host, port, path, and the Host header's value.
+-- http[s]://host:port/path -> host, port, path, the Host header's value,
+-- and whether it is https.
 local function parse_url(u)
-  local hostport, path = u:match("^[hH][tT][tT][pP]://([^/?#]+)([^#]*)")
+  local scheme, hostport, path = u:match("^([hH][tT][tT][pP][sS]?)://([^/?#]+)([^#]*)")
   if not hostport then return nil end
+  local tls = #scheme == 5
   local host, port = hostport:match("^%[([^%]]+)%]:?(%d*)$")   -- [::1]:8080
   if not host then host, port = hostport:match("^([^:]+):?(%d*)$") end
   if not host then return nil end
-  port = tonumber(port) or 80
+  port = tonumber(port) or (tls and 443 or 80)
   if port > 65535 then return nil end
   if path == "" then path = "/" elseif path:sub(1, 1) == "?" then path = "/" .. path end
-  return host, port, path, hostport
+  return host, port, path, hostport, tls
 end
 
 -- A Location header relative to the URL it came from.
@@ -125,19 +142,29 @@ local function read_body(r, status, headers)
 end
 
 for _ = 0, follow and MAX_REDIRECTS or 0 do
-  local host, port, path, hostheader = parse_url(url)
+  local host, port, path, hostheader, tls = parse_url(url)
   if not host then
-    if url:match("^%a[%w+.-]*://") and not url:match("^[hH][tT][tT][pP]://") then
-      io.stderr:write("http_get: only http:// URLs (this example speaks no TLS)\n")
+    if url:match("^%a[%w+.-]*://") and not url:match("^[hH][tT][tT][pP][sS]?://") then
+      io.stderr:write("http_get: only http:// and https:// URLs\n")
     else
       io.stderr:write("http_get: bad URL: ", url, "\n", USAGE, "\n")
     end
     os.exit(2)
   end
 
-  local sock <close>, err = S.tcp_connect(host, port, TIMEOUT)
+  -- https: verified unless -k; the name checked is the URL's host
+  local function connect()
+    if not tls then return S.tcp_connect(host, port, TIMEOUT) end
+    local opts = { timeout = TIMEOUT, cafile = cacert, alpn = { "http/1.1" } }
+    if insecure then opts.verify = false end
+    return S.tls_connect(host, port, opts)
+  end
+  local sock <close>, err = connect()
   if not sock then fail(err) end
-  if verbose then io.stderr:write("* connected to ", tostring(sock:getpeername()), "\n") end
+  if verbose then
+    io.stderr:write("* connected to ", tostring(sock:getpeername()), "\n")
+    if tls then io.stderr:write("* ", sock:version(), " ", sock:cipher(), "\n") end
+  end
 
   local request = table.concat({
     "GET " .. path .. " HTTP/1.1",

@@ -7,6 +7,8 @@
 -- Run from a checkout (after `make`):
 --   LUA_PATH="lua/?.lua;;" LUA_CPATH="build/?.so;;" lua5.4 examples/http_server.lua [HOST [PORT [DIR]]]
 -- then:  curl -v http://127.0.0.1:PORT/
+-- With `--tls CERT KEY` first it serves HTTPS (bsdsocket.tls): each accepted
+-- connection is wrapped, and the rest is the same code on the TLS stream.
 -- HOST defaults to 127.0.0.1, PORT to 0 (a free port), DIR to ".";
 -- the first line printed names the address. It serves until interrupted.
 --
@@ -24,6 +26,12 @@
 local S = require "bsdsocket"
 local loop = require "bsdsocket.loop"
 
+local tls, tlsctx
+if arg[1] == "--tls" then
+  tls = require "bsdsocket.tls"
+  tlsctx = assert(tls.context { mode = "server", certfile = arg[2], keyfile = arg[3] })
+  for _ = 1, 3 do table.remove(arg, 1) end
+end
 local host, port, root = arg[1] or "127.0.0.1", tonumber(arg[2] or 0), arg[3] or "."
 root = root:gsub("/+$", "")
 if root == "" then root = "/" end
@@ -281,6 +289,7 @@ loop.spawn(function()
       refuse(sock)
     elseif sock then
       sock:setsockopt(S.IPPROTO_TCP, S.TCP_NODELAY, true)
+      if tlsctx then sock = tls.wrap(sock, tlsctx) end
       active = active + 1
       loop.spawn(serve, sock)
     elseif code == "EMFILE" or code == "ENFILE" then

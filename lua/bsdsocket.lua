@@ -119,4 +119,55 @@ function S.udp(host, port)
   end)
 end
 
+-- ---- TLS (bsdsocket.tls, loaded on first use so the core works without OpenSSL) ----
+
+-- S.tls_connect(host, port [, opts]) -> TLS stream, handshake done.
+-- tcp_connect + tls.wrap + handshake, verified against the system store (or
+-- opts.cafile) and host's name, SNI = host (names only). opts: timeout
+-- (each step; stays set on the stream), context (a tls.context to use),
+-- servername, hostname, session, and any tls.context option (cafile, verify,
+-- alpn, certfile, ...). The default context is made once and reused.
+local WRAP_OPTS = { timeout = true, context = true, servername = true, hostname = true,
+  session = true }
+local default_ctx
+
+function S.tls_connect(host, port, opts)
+  checkhost("tls_connect", host)
+  checkport("tls_connect", port)
+  if opts ~= nil and type(opts) ~= "table" then
+    error("bad argument #3 to 'tls_connect' (table expected, got " .. type(opts) .. ")", 2)
+  end
+  opts = opts or {}
+  local tls = require "bsdsocket.tls"
+  local ctx, msg, code = opts.context
+  if not ctx then
+    local copts = {}
+    for k, v in pairs(opts) do
+      if not WRAP_OPTS[k] then copts[k] = v end
+    end
+    if next(copts) == nil then
+      default_ctx = default_ctx or assert(tls.context())
+      ctx = default_ctx
+    else
+      ctx, msg, code = tls.context(copts)
+      if not ctx then return nil, msg, code end
+    end
+  end
+  local sock
+  sock, msg, code = S.tcp_connect(host, port, opts.timeout)
+  if not sock then return nil, msg, code end
+  local t = tls.wrap(sock, ctx, {
+    servername = opts.servername or host,
+    hostname = opts.hostname,
+    session = opts.session,
+  })
+  local ok
+  ok, msg, code = t:handshake()
+  if not ok then
+    t:close()
+    return nil, msg, code
+  end
+  return t
+end
+
 return S

@@ -152,10 +152,10 @@ describe("examples/http_get.lua", function()
 
   it("prints a usage line and exits 2 on bad arguments or URLs", function()
     for _, args in ipairs({ {}, { "-x", "http://a/" }, { "a", "b" }, { "ftp://example.test/" },
-                            { "https://example.test/" }, { "http://" } }) do
+                            { "gopher://example.test/" }, { "http://" } }) do
       local r = get(table.unpack(args))
       assert.equal(2, r.code, table.concat(args, " "))
-      assert.is_truthy(r.err:match("usage: http_get.lua") or r.err:match("only http:// URLs"), r.err)
+      assert.is_truthy(r.err:match("usage: http_get.lua") or r.err:match("only http:// and https:// URLs"), r.err)
     end
   end)
 end)
