@@ -902,21 +902,34 @@ static tlsstream *begin(lua_State *L, bsd_io *io, tlsop *op, const char *call,
   return t;
 }
 
-static int op_handshake(lua_State *L, int status, lua_KContext ctx) {
+/* The calls that only exchange records, no data: the handshake and the
+** close_notify. ctx (what the continuation gets) says which. */
+enum { EXCHANGE_HANDSHAKE, EXCHANGE_SHUTDOWN };
+
+static const struct exchange {
+  const char *call;
+  bsd_ioimpl impl;
+} exchanges[] = {
+  {"tls handshake", impl_handshake},
+  {"tls shutdown", impl_shutdown},
+};
+
+static int op_exchange(lua_State *L, int status, lua_KContext ctx) {
+  const struct exchange *e = &exchanges[ctx];
   bsd_io io;
   tlsop op;
   int r;
-  tlsstream *t = begin(L, &io, &op, "tls handshake", status, 1);
+  tlsstream *t = begin(L, &io, &op, e->call, status, 1);
   if (!t) return 3;
-  io.impl = impl_handshake;
-  if ((r = t->api->iorun(L, &io, ctx, op_handshake)) != BSD_IO_FINISHED) return r;
+  io.impl = e->impl;
+  if ((r = t->api->iorun(L, &io, ctx, op_exchange)) != BSD_IO_FINISHED) return r;
   lua_pushboolean(L, 1);
   return 1;
 }
 
 static int t_handshake(lua_State *L) {
   lua_settop(L, 1);
-  return op_handshake(L, LUA_OK, 0);
+  return op_exchange(L, LUA_OK, EXCHANGE_HANDSHAKE);
 }
 
 /* data:sub(i, j) bounds, as string.sub counts them */
@@ -1034,21 +1047,9 @@ static int t_recvall(lua_State *L) {
   return op_recvall(L, LUA_OK, 0);
 }
 
-static int op_shutdown(lua_State *L, int status, lua_KContext ctx) {
-  bsd_io io;
-  tlsop op;
-  int r;
-  tlsstream *t = begin(L, &io, &op, "tls shutdown", status, 1);
-  if (!t) return 3;
-  io.impl = impl_shutdown;
-  if ((r = t->api->iorun(L, &io, ctx, op_shutdown)) != BSD_IO_FINISHED) return r;
-  lua_pushboolean(L, 1);
-  return 1;
-}
-
 static int t_shutdown(lua_State *L) {
   lua_settop(L, 1);
-  return op_shutdown(L, LUA_OK, 0);
+  return op_exchange(L, LUA_OK, EXCHANGE_SHUTDOWN);
 }
 
 /* ---- closing ---- */
