@@ -9,7 +9,9 @@
 */
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
+#include <time.h>
 #include <sys/sendfile.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -20,6 +22,39 @@
 #define SPLICE_DEFAULT 65536
 #define SPLICE_MAX (1 << 20)
 #define PIPE_MT "bsdsocket.splicepipe"
+
+/* ---- SIGPIPE ----
+** sendfile and splice take no MSG_NOSIGNAL, yet a write to a closed peer
+** must return EPIPE without killing the process, and the library changes
+** no process-wide signal setting. So SIGPIPE is blocked in this thread for
+** the call, and the one the call raised (if it failed with EPIPE and none
+** was pending already) is taken off again before the mask is restored. */
+
+typedef struct pipeguard {
+  sigset_t old;
+  int pending;     /* a SIGPIPE was pending before: not ours to take */
+} pipeguard;
+
+static void guardon(pipeguard *g) {
+  sigset_t set, pend;
+  sigemptyset(&set);
+  sigaddset(&set, SIGPIPE);
+  pthread_sigmask(SIG_BLOCK, &set, &g->old);
+  g->pending = sigpending(&pend) == 0 && sigismember(&pend, SIGPIPE);
+}
+
+static void guardoff(pipeguard *g, ssize_t n) {
+  int err = errno;
+  if (n < 0 && err == EPIPE && !g->pending) {
+    sigset_t set;
+    struct timespec zero = {0, 0};
+    sigemptyset(&set);
+    sigaddset(&set, SIGPIPE);
+    while (sigtimedwait(&set, NULL, &zero) < 0 && errno == EINTR) {}
+  }
+  pthread_sigmask(SIG_SETMASK, &g->old, NULL);
+  errno = err;
+}
 
 /* ---- sendfile ---- */
 
@@ -46,9 +81,12 @@ static bsd_iostatus impl_sendfile(lua_State *L, bsd_io *io) {
   fileargs *f = (fileargs *)io->data;
   ssize_t n;
   (void)L;
+  pipeguard g;
   if (f->left == 0) return BSD_IO_DONE;
+  guardon(&g);
   n = sendfile(io->s->fd, f->fd, &f->offset,
                f->left > SENDFILE_CHUNK ? SENDFILE_CHUNK : f->left);
+  guardoff(&g, n);
   if (n < 0) return bsd_iosyscall(io, n, BSD_WANT_WRITE);
   if (n == 0) return BSD_IO_DONE;       /* the file ended first: a short count */
   f->done += (size_t)n;
@@ -149,8 +187,11 @@ static bsd_iostatus impl_spliceout(lua_State *L, bsd_io *io) {
   spliceargs *a = (spliceargs *)io->data;
   ssize_t n;
   (void)L;
+  pipeguard g;
   if (a->inpipe == 0) return BSD_IO_DONE;
+  guardon(&g);
   n = splice(a->p->fd[0], NULL, io->s->fd, NULL, a->inpipe, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+  guardoff(&g, n);
   if (n < 0) return bsd_iosyscall(io, n, BSD_WANT_WRITE);
   a->inpipe -= (size_t)n;
   io->kctx = CTX(a->moved, a->inpipe, PHASE2);
