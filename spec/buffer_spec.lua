@@ -90,6 +90,7 @@ describe("recv_into", function()
     local n, msg, code = conn:recv_into(b)
     assert.is_nil(n)
     assert.equal("ETIMEDOUT", code)
+    local _
     assert.equal("recv_into 127.0.0.1:" .. cli:getsockname().port .. ": timed out", msg)
     conn:settimeout(0)
     n, _, code = conn:recv_into(b)

@@ -89,7 +89,8 @@ KINDS.data = KINDS.str
 -- send and sendall also take a buffer or a list of strings and buffers
 KINDS.datalist = {
   MISSING, { "boolean", true }, { "function", print }, { "list with a number", { "x", 42 } },
-  { "list with a table", { {} } }, { "list of 1025", (function() local t = {} for i = 1, 1025 do t[i] = "x" end return t end)() },
+  { "list with a table", { {} } },
+  { "list of 1025", (function() local t = {} for i = 1, 1025 do t[i] = "x" end return t end)() },
 }
 KINDS.buffer = { MISSING, { "string", "x" }, { "table", {} }, { "boolean", true }, { "socket", "SOCK" } }
 -- recv_into's n and offset, for a buffer of 8 bytes
