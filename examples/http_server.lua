@@ -5,10 +5,21 @@
 -- backslashes are refused (403) after percent-decoding.
 --
 -- Run from a checkout (after `make`):
---   LUA_PATH="lua/?.lua;;" LUA_CPATH="build/?.so;;" lua5.4 examples/http_server.lua [HOST [PORT [DIR]]]
+--   LUA_PATH="lua/?.lua;;" LUA_CPATH="build/?.so;;" lua5.4 examples/http_server.lua [HOST [PORT [DIR]]] [--workers N]
 -- then:  curl -v http://127.0.0.1:PORT/
 -- HOST defaults to 127.0.0.1, PORT to 0 (a free port), DIR to ".";
 -- the first line printed names the address. It serves until interrupted.
+--
+-- A file is opened once per request. A small one (up to 64 KiB) is read and
+-- goes out with its header in one gathered write (sendall of a list); a
+-- larger one goes out with sendfile(2) after its header (sent with
+-- MSG_MORE, so header and first bytes share a packet).
+--
+-- --workers N: N processes, each with its own loop and its own SO_REUSEPORT
+-- listener on the same port (the kernel spreads connections over them). The
+-- first is this process; it starts the others by running arg[-1] arg[0]
+-- again, with a pipe to each as its standard input: a worker leaves when the
+-- pipe ends, that is when this process is gone, however it went.
 --
 -- Limits, each overridable by an environment variable (seconds, a count):
 --   HTTP_SERVER_IDLE=30             a kept-alive connection may wait this long
@@ -24,7 +35,27 @@
 local S = require "bsdsocket"
 local loop = require "bsdsocket.loop"
 
-local host, port, root = arg[1] or "127.0.0.1", tonumber(arg[2] or 0), arg[3] or "."
+-- positional HOST PORT DIR, and --workers N / --worker (a started worker)
+local pos, nworkers, isworker = {}, 1, false
+do
+  local i = 1
+  while arg[i] do
+    if arg[i] == "--workers" then
+      nworkers = math.tointeger(tonumber(arg[i + 1]))
+      if not nworkers or nworkers < 1 then
+        io.stderr:write("http_server: --workers needs a positive integer\n")
+        os.exit(2)
+      end
+      i = i + 1
+    elseif arg[i] == "--worker" then
+      isworker = true
+    else
+      pos[#pos + 1] = arg[i]
+    end
+    i = i + 1
+  end
+end
+local host, port, root = pos[1] or "127.0.0.1", tonumber(pos[2] or 0), pos[3] or "."
 root = root:gsub("/+$", "")
 if root == "" then root = "/" end
 
@@ -48,6 +79,7 @@ local IDLE = setting("HTTP_SERVER_IDLE", 30)
 local HEAD_TIMEOUT = setting("HTTP_SERVER_HEAD_TIMEOUT", 10)
 local MAX_CONNECTIONS = setting("HTTP_SERVER_MAX_CONNECTIONS", 500, true)
 local CHUNK = 65536
+local SMALL = 65536             -- files up to this size go out in one gathered write
 
 local TYPES = {
   html = "text/html; charset=utf-8", htm = "text/html; charset=utf-8",
@@ -71,14 +103,6 @@ local function mimetype(path)
   return ext and TYPES[ext:lower()] or "application/octet-stream"
 end
 
-local function isdir(path)
-  local f = io.open(path, "rb")
-  if not f then return false end
-  local _, _, code = f:read(0)     -- reading a directory fails with EISDIR
-  f:close()
-  return code == 21
-end
-
 -- The request target as a file under root, or nil and a status.
 local function resolve(target)
   local path = target:match("^[^?#]*")
@@ -91,29 +115,53 @@ local function resolve(target)
   for segment in path:gmatch("[^/]+") do
     if segment == ".." then return nil, 403 end
   end
-  local file = root .. path
-  if isdir(file) then
-    if path:sub(-1) ~= "/" then file = file .. "/" end
-    file = file .. "index.html"
-  end
-  return file
+  return root .. path, nil, path:sub(-1) == "/"
 end
 
--- one response: status line, headers, and the body (a string or a file)
-local function respond(sock, status, headers, body, head)
+-- The file for a resolved path, opened once: a directory's index.html
+-- instead of the directory (reading a directory fails with EISDIR, 21).
+-- Returns the handle, its name and its size, or nothing.
+local function openfile(file, slash)
+  local f = io.open(file, "rb")
+  if not f then return nil end
+  local _, _, code = f:read(0)
+  if code == 21 then
+    f:close()
+    file = file .. (slash and "" or "/") .. "index.html"
+    f = io.open(file, "rb")
+    if not f then return nil end
+  end
+  local size = f:seek("end")
+  if not size then
+    f:close()
+    return nil
+  end
+  return f, file, size
+end
+
+-- one response: status line, headers, and the body (a string, or a file
+-- and its size)
+local function respond(sock, status, headers, body, head, size)
   local lines = { ("HTTP/1.1 %d %s\r\n"):format(status, REASONS[status] or "") }
   for _, h in ipairs(headers) do lines[#lines + 1] = h[1] .. ": " .. h[2] .. "\r\n" end
   lines[#lines + 1] = "\r\n"
   local out = table.concat(lines)
   if head or body == nil then return sock:sendall(out) end
-  if type(body) == "string" then return sock:sendall(out .. body) end
-  local ok, err, code = sock:sendall(out)
-  while ok do
-    local chunk = body:read(CHUNK)
-    if not chunk then break end
-    ok, err, code = sock:sendall(chunk)
+  if type(body) == "string" then return sock:sendall({ out, body }) end
+  if size <= SMALL then                                -- one read, one gathered write
+    body:seek("set")
+    local data = size > 0 and body:read(size) or ""
+    if not data or #data ~= size then return nil, "file changed while read", "EIO" end
+    return sock:sendall({ out, data })
   end
-  return ok, err, code
+  -- the header waits for the file's first bytes (MSG_MORE), then sendfile
+  local n, err, code = sock:send(out, nil, nil, S.MSG_MORE)
+  if n and n < #out then n, err, code = sock:sendall(out, n + 1) end
+  if not n then return nil, err, code end
+  local sent
+  sent, err, code = sock:sendfile(body, 0, size)
+  if sent and sent < size then return nil, "file shrank while sent", "EIO" end
+  return sent, err, code
 end
 
 local function errorpage(sock, status, keep, head)
@@ -232,19 +280,18 @@ local function serve(client)
         { "Connection", keep and "keep-alive" or "close" },
       })
     else
-      local file, status = resolve(req.target)
-      local f <close> = file and io.open(file, "rb") or nil
-      local size = f and f:seek("end")
-      if not size then
-        if f then f:close() end
+      local file, status, slash = resolve(req.target)
+      local f, name, size
+      if file then f, name, size = openfile(file, slash) end
+      local _ <close> = f
+      if not f then
         ok = errorpage(sock, status or 404, keep, head)
       else
-        f:seek("set")
         ok = respond(sock, 200, {
-          { "Content-Type", mimetype(file) },
+          { "Content-Type", mimetype(name) },
           { "Content-Length", size },
           { "Connection", keep and "keep-alive" or "close" },
-        }, f, head)
+        }, f, head, size)
         f:close()
       end
     end
@@ -266,13 +313,35 @@ local function refuse(client)
   sock:recv(CHUNK)              -- what already came: a close with unread data resets
 end
 
+local function shquote(s)
+  return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
+end
+
 local family = host:find(":", 1, true) and S.AF_INET6 or S.AF_INET
 local server = assert(S.socket(family, S.SOCK_STREAM))
 assert(server:setsockopt(S.SOL_SOCKET, S.SO_REUSEADDR, true))
+if nworkers > 1 or isworker then assert(server:setsockopt(S.SOL_SOCKET, S.SO_REUSEPORT, true)) end
 assert(server:bind(host, port))
 assert(server:listen())
-io.stdout:write("listening on ", tostring(server:getsockname()), " serving ", root, "\n")
-io.stdout:flush()
+if isworker then
+  -- the parent holds the other end of stdin: its end (EOF) is ours
+  loop.spawn(function()
+    loop.wait(0, "r")
+    os.exit(0)
+  end)
+else
+  io.stdout:write("listening on ", tostring(server:getsockname()), " serving ", root, "\n")
+  io.stdout:flush()
+end
+
+-- The other workers: this script again on the port now known, each with a
+-- pipe from here as its stdin (kept open for as long as this process runs).
+local workers = {}
+for i = 2, nworkers do
+  local cmd = ("exec %s %s %s %d %s --worker"):format(shquote(arg[-1]), shquote(arg[0]),
+    shquote(host), server:getsockname().port, shquote(root))
+  workers[i - 1] = assert(io.popen(cmd, "w"))
+end
 
 loop.spawn(function()
   while true do
@@ -291,3 +360,4 @@ loop.spawn(function()
 end)
 
 loop.run()
+for _, w in ipairs(workers) do w:close() end
