@@ -10,10 +10,11 @@
 -- HOST defaults to 127.0.0.1, PORT to 0 (a free port), DIR to ".";
 -- the first line printed names the address. It serves until interrupted.
 --
--- A file is opened once per request. A small one (up to 64 KiB) is read and
--- goes out with its header in one gathered write (sendall of a list); a
--- larger one goes out with sendfile(2) after its header (sent with
--- MSG_MORE, so header and first bytes share a packet).
+-- A file is opened once per request and read once: up to 16 KiB. A file
+-- that small goes out with its header in one gathered write (sendall of a
+-- list); of a larger one the header and the bytes read go out so, and the
+-- rest with sendfile(2). Answer heads and resolved paths are cached (at
+-- most 1,024 of each), so a request for a known file costs little Lua.
 --
 -- --workers N: N processes, each with its own loop and its own SO_REUSEPORT
 -- listener on the same port (the kernel spreads connections over them). The
@@ -79,7 +80,8 @@ local IDLE = setting("HTTP_SERVER_IDLE", 30)
 local HEAD_TIMEOUT = setting("HTTP_SERVER_HEAD_TIMEOUT", 10)
 local MAX_CONNECTIONS = setting("HTTP_SERVER_MAX_CONNECTIONS", 500, true)
 local CHUNK = 65536
-local SMALL = 65536             -- files up to this size go out in one gathered write
+local SMALL = 16384             -- files up to this size go out in one gathered write
+local CACHED = 1024             -- entries per cache (answer heads, resolved paths)
 
 local TYPES = {
   html = "text/html; charset=utf-8", htm = "text/html; charset=utf-8",
@@ -104,7 +106,7 @@ local function mimetype(path)
 end
 
 -- The request target as a file under root, or nil and a status.
-local function resolve(target)
+local function resolve_uncached(target)
   local path = target:match("^[^?#]*")
   if path:sub(1, 1) ~= "/" then return nil, 400 end
   local bad = false
@@ -118,50 +120,94 @@ local function resolve(target)
   return root .. path, nil, path:sub(-1) == "/"
 end
 
--- The file for a resolved path, opened once: a directory's index.html
--- instead of the directory (reading a directory fails with EISDIR, 21).
--- Returns the handle, its name and its size, or nothing.
-local function openfile(file, slash)
-  local f = io.open(file, "rb")
-  if not f then return nil end
-  local _, _, code = f:read(0)
-  if code == 21 then
-    f:close()
-    file = file .. (slash and "" or "/") .. "index.html"
-    f = io.open(file, "rb")
-    if not f then return nil end
+-- A cache that forgets everything when it is full: bounded, and free of
+-- bookkeeping on a hit.
+local function cache()
+  local t, n = {}, 0
+  return function(key, value)
+    if value == nil then return t[key] end
+    if n >= CACHED then t, n = {}, 0 end
+    t[key] = value
+    n = n + 1
+    return value
   end
-  local size = f:seek("end")
-  if not size then
-    f:close()
-    return nil
-  end
-  return f, file, size
 end
 
--- one response: status line, headers, and the body (a string, or a file
--- and its size)
-local function respond(sock, status, headers, body, head, size)
+local resolved = cache()
+local function resolve(target)
+  local r = resolved(target)
+  if not r then
+    local file, status, slash = resolve_uncached(target)
+    r = resolved(target, { file, status, slash })
+  end
+  return r[1], r[2], r[3]
+end
+
+local heads = cache()
+-- the head of a 200 answer
+local function filehead(name, size, keep)
+  local key = keep and name .. "\0k" .. size or name .. "\0c" .. size
+  return heads(key) or heads(key, ("HTTP/1.1 200 OK\r\nContent-Type: %s\r\nContent-Length: %d\r\n"
+    .. "Connection: %s\r\n\r\n"):format(mimetype(name), size, keep and "keep-alive" or "close"))
+end
+
+-- Opens file and reads up to SMALL + 1 bytes (unbuffered: one read, and
+-- one more that finds the end of a small file); nil for a directory.
+local function openread(file)
+  local f = io.open(file, "rb")
+  if not f then return nil end
+  f:setvbuf("no")
+  local data, _, code = f:read(SMALL + 1)
+  if code then                          -- EISDIR (21) or another read error
+    f:close()
+    return nil, code
+  end
+  return f, data or ""                  -- nil without a code: an empty file
+end
+
+-- The file for a resolved path, opened once: a directory's index.html
+-- instead of the directory (reading a directory fails with EISDIR, 21).
+-- Returns the handle, its name, its size and its first bytes (all of a
+-- small file), or nothing.
+local function openfile(file, slash)
+  local f, data = openread(file)
+  if not f and data == 21 then
+    file = file .. (slash and "" or "/") .. "index.html"
+    f, data = openread(file)
+  end
+  if not f then return nil end
+  local size = #data
+  if size > SMALL then
+    size = f:seek("end")
+    if not size then
+      f:close()
+      return nil
+    end
+  end
+  return f, file, size, data
+end
+
+-- A 200 answer for an open file: its head and first bytes in one gathered
+-- write, then the rest (if any) with sendfile.
+local function sendfile(sock, f, name, size, data, keep, head)
+  local top = filehead(name, size, keep)
+  if head then return sock:sendall(top) end
+  local ok, err, code = sock:sendall({ top, data })
+  if not ok or size == #data then return ok, err, code end
+  local sent
+  sent, err, code = sock:sendfile(f, #data, size - #data)
+  if sent and sent < size - #data then return nil, "file shrank while sent", "EIO" end
+  return sent, err, code
+end
+
+-- one response: status line, headers, and the body (a string)
+local function respond(sock, status, headers, body, head)
   local lines = { ("HTTP/1.1 %d %s\r\n"):format(status, REASONS[status] or "") }
   for _, h in ipairs(headers) do lines[#lines + 1] = h[1] .. ": " .. h[2] .. "\r\n" end
   lines[#lines + 1] = "\r\n"
   local out = table.concat(lines)
   if head or body == nil then return sock:sendall(out) end
-  if type(body) == "string" then return sock:sendall({ out, body }) end
-  if size <= SMALL then                                -- one read, one gathered write
-    body:seek("set")
-    local data = size > 0 and body:read(size) or ""
-    if not data or #data ~= size then return nil, "file changed while read", "EIO" end
-    return sock:sendall({ out, data })
-  end
-  -- the header waits for the file's first bytes (MSG_MORE), then sendfile
-  local n, err, code = sock:send(out, nil, nil, S.MSG_MORE)
-  if n and n < #out then n, err, code = sock:sendall(out, n + 1) end
-  if not n then return nil, err, code end
-  local sent
-  sent, err, code = sock:sendfile(body, 0, size)
-  if sent and sent < size then return nil, "file shrank while sent", "EIO" end
-  return sent, err, code
+  return sock:sendall({ out, body })
 end
 
 local function errorpage(sock, status, keep, head)
@@ -199,15 +245,14 @@ local function readrequest(sock, buf)
     buf = buf .. data
     deadline = deadline or S.monotime() + HEAD_TIMEOUT
   end
-  local head, rest = buf:match("^(.-)\r?\n\r?\n(.*)$")
+  local head, rest = buf:match("^(.-\r?\n)\r?\n(.*)$")
   if #head > MAX_HEADER then return nil, 431 end
-  local lines = {}
-  for line in (head .. "\n"):gmatch("(.-)\r?\n") do lines[#lines + 1] = line end
-  local method, target, version = lines[1]:match("^(%u+) (%S+) HTTP/(%d%.%d)$")
+  -- head: the request line and the header lines, each ending in \r?\n
+  local method, target, version, hpos = head:match("^(%u+) (%S+) HTTP/(%d%.%d)\r?\n()")
   if not method then return nil, 400 end
   local headers = {}
-  for i = 2, #lines do
-    local name, value = lines[i]:match("^([^:%s]+):%s*(.-)%s*$")
+  for line in head:gmatch("([^\n]*)\n", hpos) do
+    local name, value = line:match("^([^:%s]+):%s*(.-)%s*$")
     if not name then return nil, 400 end
     name = name:lower()
     if name == "content-length" and headers[name] then return nil, 400 end
@@ -281,17 +326,13 @@ local function serve(client)
       })
     else
       local file, status, slash = resolve(req.target)
-      local f, name, size
-      if file then f, name, size = openfile(file, slash) end
+      local f, name, size, data
+      if file then f, name, size, data = openfile(file, slash) end
       local _ <close> = f
       if not f then
         ok = errorpage(sock, status or 404, keep, head)
       else
-        ok = respond(sock, 200, {
-          { "Content-Type", mimetype(name) },
-          { "Content-Length", size },
-          { "Connection", keep and "keep-alive" or "close" },
-        }, f, head, size)
+        ok = sendfile(sock, f, name, size, data, keep, head)
         f:close()
       end
     end

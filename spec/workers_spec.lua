@@ -85,6 +85,17 @@ local function start(script, args, n)
     os.execute("sleep 0.05")
   end
   local workers = children(lpid)
+  -- and every one listening (a worker under a sanitizer starts slowly)
+  local want = (":%04X"):format(port)
+  for _ = 1, 200 do
+    local listening = 0
+    for line in io.lines("/proc/net/tcp") do
+      local loc, state = line:match("^%s*%d+: %x+(:%x+) %x+:%x+ (%x+)")
+      if loc == want and state == "0A" then listening = listening + 1 end
+    end
+    if listening >= n then break end
+    os.execute("sleep 0.05")
+  end
   return { tpid = tpid, lpid = lpid, port = port, workers = workers, pipe = p, kill = kill }
 end
 
