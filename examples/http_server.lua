@@ -10,10 +10,10 @@
 -- HOST defaults to 127.0.0.1, PORT to 0 (a free port), DIR to ".";
 -- the first line printed names the address. It serves until interrupted.
 --
--- A file is opened once per request and read once: up to 16 KiB. A file
--- that small goes out with its header in one gathered write (sendall of a
--- list); of a larger one the header and the bytes read go out so, and the
--- rest with sendfile(2). Answer heads and resolved paths are cached (at
+-- A file is opened once per request and read once: up to 1 KiB (what Lua
+-- reads without allocating). A file that small goes out with its header in
+-- one gathered write (sendall of a list); of a larger one the header and
+-- the bytes read go out so, and the rest with sendfile(2). Answer heads and resolved paths are cached (at
 -- most 1,024 of each), so a request for a known file costs little Lua.
 --
 -- --workers N: N processes, each with its own loop and its own SO_REUSEPORT
@@ -80,7 +80,7 @@ local IDLE = setting("HTTP_SERVER_IDLE", 30)
 local HEAD_TIMEOUT = setting("HTTP_SERVER_HEAD_TIMEOUT", 10)
 local MAX_CONNECTIONS = setting("HTTP_SERVER_MAX_CONNECTIONS", 500, true)
 local CHUNK = 65536
-local SMALL = 16384             -- files up to this size go out in one gathered write
+local SMALL = 1023              -- files up to this size go out in one gathered write
 local CACHED = 1024             -- entries per cache (answer heads, resolved paths)
 
 local TYPES = {
@@ -143,12 +143,16 @@ local function resolve(target)
   return r[1], r[2], r[3]
 end
 
+-- the heads of a file's 200 answers, for its size: [true] keep-alive, [false] close
 local heads = cache()
--- the head of a 200 answer
 local function filehead(name, size, keep)
-  local key = keep and name .. "\0k" .. size or name .. "\0c" .. size
-  return heads(key) or heads(key, ("HTTP/1.1 200 OK\r\nContent-Type: %s\r\nContent-Length: %d\r\n"
-    .. "Connection: %s\r\n\r\n"):format(mimetype(name), size, keep and "keep-alive" or "close"))
+  local h = heads(name)
+  if not h or h.size ~= size then
+    local fmt = "HTTP/1.1 200 OK\r\nContent-Type: " .. mimetype(name) .. "\r\nContent-Length: "
+      .. size .. "\r\nConnection: %s\r\n\r\n"
+    h = heads(name, { size = size, [true] = fmt:format("keep-alive"), [false] = fmt:format("close") })
+  end
+  return h[keep]
 end
 
 -- Opens file and reads up to SMALL + 1 bytes (unbuffered: one read, and
@@ -189,10 +193,13 @@ end
 
 -- A 200 answer for an open file: its head and first bytes in one gathered
 -- write, then the rest (if any) with sendfile.
-local function sendfile(sock, f, name, size, data, keep, head)
+-- parts: the connection's own two-slot list (sendall reads it again when
+-- it resumes after a wait, so it must not be shared between connections)
+local function sendfile(sock, f, name, size, data, keep, head, parts)
   local top = filehead(name, size, keep)
   if head then return sock:sendall(top) end
-  local ok, err, code = sock:sendall({ top, data })
+  parts[1], parts[2] = top, data
+  local ok, err, code = sock:sendall(parts)
   if not ok or size == #data then return ok, err, code end
   local sent
   sent, err, code = sock:sendfile(f, #data, size - #data)
@@ -273,6 +280,7 @@ local function serve(client)
   local _ <close> = LEAVE
   local sock <close> = client
   local buf = ""
+  local parts = {}
   while true do
     local req, rest = readrequest(sock, buf)
     sock:settimeout(IDLE)                            -- for the answers
@@ -332,7 +340,7 @@ local function serve(client)
       if not f then
         ok = errorpage(sock, status or 404, keep, head)
       else
-        ok = sendfile(sock, f, name, size, data, keep, head)
+        ok = sendfile(sock, f, name, size, data, keep, head, parts)
         f:close()
       end
     end
