@@ -124,12 +124,12 @@ static int named(const struct sockaddr_storage *ss, socklen_t len) {
 static const char *endtext(lua_State *L, bsd_socket *s) {
   struct sockaddr_storage ss;
   socklen_t len = sizeof ss;
-  char buf[ADDRSTR_SIZE];
   if (s->fd < 0) return NULL;
   if (getpeername(s->fd, (struct sockaddr *)&ss, &len) == 0 && named(&ss, len))
     return addrtext(L, (struct sockaddr *)&ss, len);
   len = sizeof ss;
   if (getsockname(s->fd, (struct sockaddr *)&ss, &len) == 0 && named(&ss, len)) {
+    char buf[ADDRSTR_SIZE];
     bsd_addrtostring((struct sockaddr *)&ss, len, buf, sizeof buf);
     return lua_pushfstring(L, "(local %s)", buf);
   }
@@ -667,7 +667,29 @@ static int op_send(lua_State *L, int status, lua_KContext ctx) {
 
 static int op_sendlist(lua_State *L, int status, lua_KContext ctx);
 
+/* A blocking socket without a timeout, outside any coroutine, waits in the
+** kernel (MODE_BLOCK): bsd_iorun would only make the system call once. So
+** the commonest send(data) and recv(max) make it themselves first, and go
+** the full way only for an EINTR that no Lua hook waits on (bsd_iorun
+** retries it); any other failure gives the result bsd_iorun would give. */
+static int blocking(lua_State *L, bsd_socket *s) {
+  return s->timeout < 0 && !s->fd_nonblock && !lua_isyieldable(L);
+}
+
 static int sock_send(lua_State *L) {
+  if (lua_gettop(L) == 2 && lua_type(L, 2) == LUA_TSTRING) {
+    bsd_socket *s = bsd_checkself(L);
+    if (blocking(L, s)) {
+      size_t len;
+      const char *data = lua_tolstring(L, 2, &len);
+      ssize_t n = send(s->fd, data, len, MSG_NOSIGNAL);
+      if (n >= 0) {
+        lua_pushinteger(L, (lua_Integer)n);
+        return 1;
+      }
+      if ((n = errno) != EINTR || bsd_interrupted(L)) return bsd_sockerror(L, s, "send", (int)n);
+    }
+  }
   if (lua_type(L, 2) == LUA_TTABLE) return op_sendlist(L, LUA_OK, lua_gettop(L));
   return op_send(L, LUA_OK, lua_gettop(L));
 }
@@ -734,10 +756,10 @@ typedef struct gatherargs {
   struct iovec small[GATHER_STACK];
 } gatherargs;
 
-/* The list at arg as iovecs, without its first g->done bytes (sent before
-** a yield). The strings and buffers stay referenced by the list. */
-static void gatherparts(lua_State *L, int arg, gatherargs *g) {
-  size_t n = lua_rawlen(L, arg), i, skip = g->done;
+/* The list at arg as iovecs, without its first skip bytes (sent before a
+** yield). The strings and buffers stay referenced by the list. */
+static void gatherparts(lua_State *L, int arg, gatherargs *g, size_t skip) {
+  size_t n = lua_rawlen(L, arg), i;
   luaL_argcheck(L, n <= GATHER_MAX, arg, "more than 1024 parts");
   g->iov = n <= GATHER_STACK ? g->small
          : (struct iovec *)lua_newuserdatauv(L, n * sizeof(struct iovec), 0);
@@ -804,7 +826,7 @@ static int op_sendlist(lua_State *L, int status, lua_KContext ctx) {
   g.all = 0;
   g.done = 0;
   g.flags = bsd_optint(L, 5, 0) | MSG_NOSIGNAL;
-  gatherparts(L, 2, &g);
+  gatherparts(L, 2, &g, g.done);
   io.impl = impl_sendlist;
   io.data = &g;
   if ((r = bsd_iorun(L, &io, ctx, op_sendlist)) != BSD_IO_FINISHED) return r;
@@ -823,7 +845,7 @@ static int op_sendalllist(lua_State *L, int status, lua_KContext ctx) {
   g.all = 1;
   g.done = (size_t)ctx;
   g.flags = MSG_NOSIGNAL;
-  gatherparts(L, 2, &g);
+  gatherparts(L, 2, &g, g.done);
   io.impl = impl_sendlist;
   io.data = &g;
   if ((r = bsd_iorun(L, &io, ctx, op_sendalllist)) != BSD_IO_FINISHED) {
@@ -948,7 +970,25 @@ static int op_recv(lua_State *L, int status, lua_KContext ctx) {
   return r == BSD_IO_FINISHED ? 1 : r;
 }
 
+/* the fast path of recv(max) (see blocking above) for reads that fit on
+** the C stack; the short-read hint as impl_recv keeps it */
 static int sock_recv(lua_State *L) {
+  if (lua_gettop(L) == 2) {
+    bsd_socket *s = bsd_checkself(L);
+    size_t max = bsd_checkmaxbytes(L, 2);
+    if (max <= RECV_SMALL && blocking(L, s)) {
+      char small[RECV_SMALL];
+      ssize_t n = recv(s->fd, small, max, 0);
+      if (n >= 0) {
+        if (n > 0 && (size_t)n < max && !s->rsticky && s->type == SOCK_STREAM
+            && (s->family == AF_INET || s->family == AF_INET6))
+          s->rdrained = 1;
+        lua_pushlstring(L, small, (size_t)n);
+        return 1;
+      }
+      if ((n = errno) != EINTR || bsd_interrupted(L)) return bsd_sockerror(L, s, "recv", (int)n);
+    }
+  }
   return op_recv(L, LUA_OK, lua_gettop(L));
 }
 
