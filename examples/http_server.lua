@@ -231,20 +231,27 @@ end
 -- HEAD_TIMEOUT after its first byte. buf holds bytes read beyond the previous
 -- request (pipelining). On failure: nil, and the status to answer (or nil
 -- when the client just went away or stayed idle).
+-- The socket's timeout is IDLE on entry and on return.
 local function readrequest(sock, buf)
   local deadline = buf ~= "" and S.monotime() + HEAD_TIMEOUT or nil
-  while true do
-    local stop = buf:find("\r?\n\r?\n")
-    if stop then break end
-    if #buf > MAX_HEADER then return nil, 431 end
+  local timed = false                               -- the timeout is set to the deadline
+  while buf == "" or not buf:find("\r?\n\r?\n") do
+    if #buf > MAX_HEADER then
+      if timed then sock:settimeout(IDLE) end
+      return nil, 431
+    end
     if deadline then
       local left = deadline - S.monotime()
-      if left <= 0 then return nil, 408 end
+      if left <= 0 then
+        if timed then sock:settimeout(IDLE) end
+        return nil, 408
+      end
       sock:settimeout(left)
-    else
-      sock:settimeout(IDLE)                         -- between requests
+      timed = true
     end
     local data, _, code = sock:recv(CHUNK)
+    if timed then sock:settimeout(IDLE) end
+    timed = false
     if not data or data == "" then
       if code == "ETIMEDOUT" and deadline then return nil, 408 end
       return nil, buf:find("%S") and 400 or nil     -- closed, idle, or cut short
@@ -265,9 +272,7 @@ local function readrequest(sock, buf)
     if name == "content-length" and headers[name] then return nil, 400 end
     headers[name] = value
   end
-  deadline = deadline or S.monotime() + HEAD_TIMEOUT
-  return { method = method, target = target, version = version, headers = headers,
-           deadline = deadline }, rest
+  return method, target, version, headers, deadline or S.monotime() + HEAD_TIMEOUT, rest
 end
 
 local active = 0                -- connections being served
@@ -281,18 +286,18 @@ local function serve(client)
   local sock <close> = client
   local buf = ""
   local parts = {}
+  sock:settimeout(IDLE)                              -- between requests and for the answers
   while true do
-    local req, rest = readrequest(sock, buf)
-    sock:settimeout(IDLE)                            -- for the answers
-    if not req then
-      if rest then errorpage(sock, rest, false) end   -- rest is a status here
+    local method, target, version, headers, deadline, rest = readrequest(sock, buf)
+    if not method then
+      if target then errorpage(sock, target, false) end   -- a status here
       break
     end
     -- a body (none expected for GET/HEAD) is read and dropped; its length
     -- must be decimal digits (no sign, fraction, exponent or hex)
-    local cl = req.headers["content-length"] or "0"
-    local length = cl:match("^%d+$") and tonumber(cl)
-    if not length or req.headers["transfer-encoding"] then
+    local cl = headers["content-length"]
+    local length = not cl and 0 or cl:match("^%d+$") and tonumber(cl)
+    if not length or headers["transfer-encoding"] then
       errorpage(sock, 400, false)
       break
     end
@@ -301,7 +306,7 @@ local function serve(client)
       break
     end
     if #rest < length then
-      local left = req.deadline - S.monotime()
+      local left = deadline - S.monotime()
       if left <= 0 then
         errorpage(sock, 408, false)
         break
@@ -317,23 +322,24 @@ local function serve(client)
     end
     buf = rest:sub(length + 1)
 
-    local conn = (req.headers["connection"] or ""):lower()
+    local conn = headers["connection"]
+    conn = conn and conn:lower() or ""
     local keep
-    if req.version == "1.1" then keep = not conn:find("close", 1, true)
-    elseif req.version == "1.0" then keep = conn:find("keep-alive", 1, true) ~= nil
+    if version == "1.1" then keep = conn == "" or not conn:find("close", 1, true)
+    elseif version == "1.0" then keep = conn ~= "" and conn:find("keep-alive", 1, true) ~= nil
     else
       errorpage(sock, 505, false)
       break
     end
-    local head = req.method == "HEAD"
+    local head = method == "HEAD"
     local ok
-    if req.method ~= "GET" and not head then
+    if method ~= "GET" and not head then
       ok = respond(sock, 405, {
         { "Allow", "GET, HEAD" }, { "Content-Length", 0 },
         { "Connection", keep and "keep-alive" or "close" },
       })
     else
-      local file, status, slash = resolve(req.target)
+      local file, status, slash = resolve(target)
       local f, name, size, data
       if file then f, name, size, data = openfile(file, slash) end
       local _ <close> = f
