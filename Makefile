@@ -21,7 +21,7 @@ BUILD ?= build
 MODULE = $(BUILD)/bsdsocket/core.so
 
 DEB_PACKAGES = lua5.4 liblua5.4-dev lua-busted luarocks lua-check pkg-config valgrind python3 dnsmasq-base curl
-DEB_BENCH    = lua-socket lua-luv valgrind
+DEB_BENCH    = lua-socket lua-luv valgrind nginx-light wrk
 
 .PHONY: all deps deps-bench deps-ci test sanitize valgrind fuzz static bench demo install uninstall clean rock-check errnames lint constants
 

@@ -148,6 +148,25 @@ describe("sendfile", function()
     assert.equal(content, got)
     assert.is_true(ticks > 1)
   end)
+
+  it("in a task, times out with the count sent when the peer stops reading", function()
+    local cli, conn = net.tcp_pair()
+    finally(function() net.closeall(cli, conn) end)
+    local big = {}
+    for i = 1, 64 do big[i] = content end
+    local bigname = tmpfile(table.concat(big))
+    finally(function() os.remove(bigname) end)
+    local f <close> = assert(io.open(bigname, "rb"))
+    local r
+    loop.spawn(function()
+      cli:settimeout(0.1)
+      r = { cli:sendfile(f) }
+    end)
+    assert.is_true(loop.run(10))
+    assert.is_nil(r[1])
+    assert.equal("ETIMEDOUT", r[3])
+    assert.is_true(r[4] > 0 and r[4] < #content * 64)
+  end)
 end)
 
 describe("splice", function()
@@ -233,6 +252,27 @@ describe("splice", function()
     assert.is_true(loop.run(20))
     assert.equal(#payload, moved)
     assert.equal(payload, got)
+  end)
+
+  it("in a task: times out waiting for the source, and a close by another task ends the wait", function()
+    local a, b = net.tcp_pair()
+    local c, d = net.tcp_pair()
+    finally(function() net.closeall(a, b, c, d) end)
+    local r1, r2
+    loop.spawn(function()
+      b:settimeout(0.05)
+      r1 = { b:splice(c) }
+      b:settimeout(nil)
+      r2 = { b:splice(c) }
+    end)
+    loop.spawn(function()
+      loop.sleep(0.2)
+      b:close()
+    end)
+    assert.is_true(loop.run(5))
+    assert.equal("ETIMEDOUT", r1[3])
+    assert.is_nil(r2[1])
+    assert.equal("EBADF", r2[3])
   end)
 
   it("leaves no descriptor open, the splice's pipe included", function()
