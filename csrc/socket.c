@@ -667,27 +667,46 @@ static int op_send(lua_State *L, int status, lua_KContext ctx) {
 
 static int op_sendlist(lua_State *L, int status, lua_KContext ctx);
 
-/* A blocking socket without a timeout, outside any coroutine, waits in the
-** kernel (MODE_BLOCK): bsd_iorun would only make the system call once. So
-** the commonest send(data) and recv(max) make it themselves first, and go
-** the full way only for an EINTR that no Lua hook waits on (bsd_iorun
-** retries it); any other failure gives the result bsd_iorun would give. */
-static int blocking(lua_State *L, bsd_socket *s) {
-  return s->timeout < 0 && !s->fd_nonblock && !lua_isyieldable(L);
+/* ---- fast paths ----
+** bsd_iorun's first act is the system call itself whenever the socket
+** waits in the kernel (blocking, no timeout, outside any coroutine:
+** MODE_BLOCK) or is non-blocking already (MODE_LATER, MODE_NOWAIT: every
+** socket a task has used). So the commonest shapes, send(data),
+** sendall(data) and recv(max), make that call themselves first, without
+** the loop's set-up, and go the full way only when it would block (the
+** I/O loop then waits, as it would have after its own try) or for an
+** EINTR that no Lua hook waits on. Any other outcome is the result
+** bsd_iorun would give. A blocking socket inside a coroutine goes the full
+** way: whether it is a task's is asked there. */
+static int firsttry(lua_State *L, bsd_socket *s) {
+  return s->fd_nonblock || (s->timeout < 0 && !lua_isyieldable(L));
+}
+
+/* after the first try failed with err: a result to return (nonzero, the
+** number of values pushed) or 0 to go the full way */
+static int firstfail(lua_State *L, bsd_socket *s, const char *call, int err, int want) {
+  if (err == EAGAIN || err == EWOULDBLOCK) {
+    if (s->timeout != 0) return 0;        /* wait as the I/O loop does */
+    s->want = want;                       /* non-blocking: no wait */
+    return bsd_sockerror(L, s, call, EAGAIN);
+  }
+  if (err == EINTR && !bsd_interrupted(L)) return 0;
+  return bsd_sockerror(L, s, call, err);
 }
 
 static int sock_send(lua_State *L) {
   if (lua_gettop(L) == 2 && lua_type(L, 2) == LUA_TSTRING) {
     bsd_socket *s = bsd_checkself(L);
-    if (blocking(L, s)) {
+    if (firsttry(L, s)) {
       size_t len;
       const char *data = lua_tolstring(L, 2, &len);
       ssize_t n = send(s->fd, data, len, MSG_NOSIGNAL);
+      int r;
       if (n >= 0) {
         lua_pushinteger(L, (lua_Integer)n);
         return 1;
       }
-      if ((n = errno) != EINTR || bsd_interrupted(L)) return bsd_sockerror(L, s, "send", (int)n);
+      if ((r = firstfail(L, s, "send", errno, BSD_WANT_WRITE)) != 0) return r;
     }
   }
   if (lua_type(L, 2) == LUA_TTABLE) return op_sendlist(L, LUA_OK, lua_gettop(L));
@@ -735,6 +754,27 @@ static int op_sendall(lua_State *L, int status, lua_KContext ctx) {
 static int op_sendalllist(lua_State *L, int status, lua_KContext ctx);
 
 static int sock_sendall(lua_State *L) {
+  if (lua_gettop(L) == 2 && lua_type(L, 2) == LUA_TSTRING && lua_rawlen(L, 2) > 0) {
+    bsd_socket *s = bsd_checkself(L);
+    if (firsttry(L, s)) {
+      size_t len;
+      const char *data = lua_tolstring(L, 2, &len);
+      ssize_t n = send(s->fd, data, len, MSG_NOSIGNAL);
+      int r;
+      if ((size_t)n == len) {
+        lua_pushboolean(L, 1);
+        return 1;
+      }
+      if (n >= 0) {                       /* the rest the full way */
+        lua_settop(L, 4);
+        return op_sendall(L, LUA_OK, (lua_KContext)n);
+      }
+      if ((r = firstfail(L, s, "sendall", errno, BSD_WANT_WRITE)) != 0) {
+        lua_pushinteger(L, 0);            /* no byte sent */
+        return r + 1;
+      }
+    }
+  }
   lua_settop(L, 4);
   if (lua_type(L, 2) == LUA_TTABLE) return op_sendalllist(L, LUA_OK, 0);
   return op_sendall(L, LUA_OK, 0);
@@ -970,23 +1010,29 @@ static int op_recv(lua_State *L, int status, lua_KContext ctx) {
   return r == BSD_IO_FINISHED ? 1 : r;
 }
 
-/* the fast path of recv(max) (see blocking above) for reads that fit on
-** the C stack; the short-read hint as impl_recv keeps it */
+/* the fast path of recv(max) (see firsttry above). A socket whose queue a
+** short read found empty goes the full way (a task waits first there). The
+** short-read hint is kept as impl_recv keeps it; a try that would block
+** sets it too, so that a task waits instead of trying again. */
 static int sock_recv(lua_State *L) {
   if (lua_gettop(L) == 2) {
     bsd_socket *s = bsd_checkself(L);
     size_t max = bsd_checkmaxbytes(L, 2);
-    if (max <= RECV_SMALL && blocking(L, s)) {
+    if (!s->rdrained && firsttry(L, s)) {
       char small[RECV_SMALL];
-      ssize_t n = recv(s->fd, small, max, 0);
+      char *buf = max <= sizeof small ? small : scratch(L, max);
+      ssize_t n = recv(s->fd, buf, max, 0);
+      int hinted = s->type == SOCK_STREAM && (s->family == AF_INET || s->family == AF_INET6)
+                   && !s->rsticky;
+      int r, err;
       if (n >= 0) {
-        if (n > 0 && (size_t)n < max && !s->rsticky && s->type == SOCK_STREAM
-            && (s->family == AF_INET || s->family == AF_INET6))
-          s->rdrained = 1;
-        lua_pushlstring(L, small, (size_t)n);
+        if (hinted && n > 0 && (size_t)n < max) s->rdrained = 1;
+        lua_pushlstring(L, buf, (size_t)n);
         return 1;
       }
-      if ((n = errno) != EINTR || bsd_interrupted(L)) return bsd_sockerror(L, s, "recv", (int)n);
+      err = errno;
+      if ((r = firstfail(L, s, "recv", err, BSD_WANT_READ)) != 0) return r;
+      if (hinted && err != EINTR) s->rdrained = 1;
     }
   }
   return op_recv(L, LUA_OK, lua_gettop(L));
