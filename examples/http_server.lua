@@ -235,7 +235,12 @@ end
 local function readrequest(sock, buf)
   local deadline = buf ~= "" and S.monotime() + HEAD_TIMEOUT or nil
   local timed = false                               -- the timeout is set to the deadline
-  while buf == "" or not buf:find("\r?\n\r?\n") do
+  local head, rest
+  while true do
+    if buf ~= "" then
+      head, rest = buf:match("^(.-\r?\n)\r?\n(.*)$")
+      if head then break end
+    end
     if #buf > MAX_HEADER then
       if timed then sock:settimeout(IDLE) end
       return nil, 431
@@ -259,7 +264,6 @@ local function readrequest(sock, buf)
     buf = buf .. data
     deadline = deadline or S.monotime() + HEAD_TIMEOUT
   end
-  local head, rest = buf:match("^(.-\r?\n)\r?\n(.*)$")
   if #head > MAX_HEADER then return nil, 431 end
   -- head: the request line and the header lines, each ending in \r?\n
   local method, target, version, hpos = head:match("^(%u+) (%S+) HTTP/(%d%.%d)\r?\n()")
@@ -320,7 +324,7 @@ local function serve(client)
       end
       rest = rest .. more
     end
-    buf = rest:sub(length + 1)
+    buf = length == 0 and rest or rest:sub(length + 1)
 
     local conn = headers["connection"]
     conn = conn and conn:lower() or ""
@@ -347,7 +351,6 @@ local function serve(client)
         ok = errorpage(sock, status or 404, keep, head)
       else
         ok = sendfile(sock, f, name, size, data, keep, head, parts)
-        f:close()
       end
     end
     if not ok or not keep then break end
