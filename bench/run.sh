@@ -16,8 +16,10 @@
 #    the server's CPU time per request (from /proc, over the timed phase) —
 #    on a 2-CPU machine the load generator may saturate before the C server
 #    does, and then the CPU time is the fairer comparison.
-#    Targets: bsdsocket >= 0.9x C requests/s at every idle count, and ahead
-#    of luv.
+#    Targets: bsdsocket >= 0.9x C requests/s and server CPU per request
+#    >= 0.95x C's (C's us/req over ours) at every idle count, and ahead of
+#    luv. Then the loop server with --workers N for each N > 1 of
+#    BENCH_WORKERS (0 idle; CPU over all its processes), reported.
 # 2. Ping-pong latency: MSG-byte request/response on one TCP connection with
 #    blocking calls, client and server of the same kind (C, bsdsocket,
 #    LuaSocket); round trips per second. With taskset, both processes share
@@ -26,16 +28,21 @@
 # 3. Bulk TCP: BENCH_BULK_MB MiB (default 1024) in 64 KiB chunks over one
 #    connection. "send": the client under test sends to a C sink (sendall),
 #    shuts down and waits for the sink's close; "recv": a C source sends, the
-#    client under test reads recv(65536) until EOF. Target >= 0.95x C each.
+#    client under test reads recv(65536) until EOF; "recv_into": bulk.lua
+#    reads into one reused S.buffer(65536). Targets >= 0.95x C each, and
+#    recv_into >= 0.99x C's recv.
 # 4. UDP send rate: 64-byte datagrams with sendto to a prebuilt address
 #    (S.addr in bsdsocket, struct sockaddr_in in C, ip+port strings in
 #    LuaSocket) for SECS, to a bound socket nobody reads (the kernel drops
-#    what overflows, so only the sender runs). Target >= 0.95x C.
+#    what overflows, so only the sender runs). Target >= 0.95x C. Also
+#    sendmmsg batches of 64: target >= 2x C's one-sendto-per-datagram loop;
+#    C's own sendmmsg batch is printed as the ceiling the kernel allows.
 # 5. Instructions per ping-pong round trip (valgrind --tool=callgrind, user
 #    space only) of the client, against the C server:
-#    (I(N2) - I(N1)) / (N2 - N1), which removes start-up. Target <= 700 for
-#    bsdsocket. The Lua clients' figures are split by where the code lives:
-#    the interpreter, the library's C code, libc.
+#    (I(N2) - I(N1)) / (N2 - N1), which removes start-up. The Lua clients'
+#    figures are split by where the code lives: the interpreter, the
+#    library's C code, libc. Target: the library's C code and libc together
+#    <= 250 for bsdsocket (the interpreter's share is reported).
 # 6. Static files over HTTP: nginx (Debian's nginx-light, `make deps-bench`;
 #    one worker, access_log off, sendfile on, keep-alive without a request
 #    cap, its config written to a temporary directory, started and killed
