@@ -923,7 +923,30 @@ static int op_sendto(lua_State *L, int status, lua_KContext ctx) {
   return 1;
 }
 
+/* the fast path of sendto(data, addr) (see firsttry above); its errors
+** name the address, as io.peer makes bsd_iorun's do */
 static int sock_sendto(lua_State *L) {
+  const bsd_addr *to;
+  if (lua_gettop(L) == 3 && lua_type(L, 2) == LUA_TSTRING && (to = bsd_testaddr(L, 3)) != NULL) {
+    bsd_socket *s = bsd_checkself(L);
+    if (firsttry(L, s)) {
+      size_t len;
+      const char *data = lua_tolstring(L, 2, &len);
+      ssize_t n = sendto(s->fd, data, len, MSG_NOSIGNAL, (const struct sockaddr *)&to->ss, to->len);
+      int err;
+      if (n >= 0) {
+        lua_pushinteger(L, (lua_Integer)n);
+        return 1;
+      }
+      err = errno;
+      if ((err == EAGAIN || err == EWOULDBLOCK) && s->timeout == 0) {
+        s->want = BSD_WANT_WRITE;
+        return bsd_addrerror(L, "sendto", to, EAGAIN);
+      }
+      if (err != EAGAIN && err != EWOULDBLOCK && (err != EINTR || bsd_interrupted(L)))
+        return bsd_addrerror(L, "sendto", to, err);
+    }
+  }
   return op_sendto(L, LUA_OK, lua_gettop(L));
 }
 
