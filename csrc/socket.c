@@ -672,11 +672,13 @@ static int op_sendlist(lua_State *L, int status, lua_KContext ctx);
 ** waits in the kernel (blocking, no timeout, outside any coroutine:
 ** MODE_BLOCK) or is non-blocking already (MODE_LATER, MODE_NOWAIT: every
 ** socket a task has used). So the commonest shapes, send(data),
-** sendall(data) and recv(max), make that call themselves first, without
-** the loop's set-up, and go the full way only when it would block (the
-** I/O loop then waits, as it would have after its own try) or for an
-** EINTR that no Lua hook waits on. Any other outcome is the result
-** bsd_iorun would give. A blocking socket inside a coroutine goes the full
+** sendall(data), sendto(data, addr) and recv(max), make that call
+** themselves first, without the loop's set-up, and go the full way only
+** when it would block or for an EINTR that no Lua hook waits on. Any other
+** outcome is the result bsd_iorun would give. The full way tries once more
+** before it waits (one system call more, on a path that then waits
+** anyway), except recv on TCP in a task, which the short-read hint sends
+** to the wait at once. A blocking socket inside a coroutine goes the full
 ** way: whether it is a task's is asked there. */
 static int firsttry(lua_State *L, bsd_socket *s) {
   return s->fd_nonblock || (s->timeout < 0 && !lua_isyieldable(L));
