@@ -18,7 +18,8 @@
 --
 -- --workers N: N processes, each with its own loop and its own SO_REUSEPORT
 -- listener on the same port (the kernel spreads connections over them). The
--- first is this process; it starts the others by running arg[-1] arg[0]
+-- first is this process; it starts the others by running its own command line
+-- (the interpreter and its options, arg[-n] .. arg[-1], then arg[0])
 -- again, with a pipe to each as its standard input: a worker leaves when the
 -- pipe ends, that is when this process is gone, however it went.
 --
@@ -375,6 +376,16 @@ local function shquote(s)
   return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
 end
 
+-- The command line that ran this script, up to the script: the interpreter
+-- (arg[-n], the lowest index) and its options (up to arg[-1]), quoted.
+local function interpreter()
+  local first = -1
+  while arg[first - 1] ~= nil do first = first - 1 end
+  local words = {}
+  for i = first, -1 do words[#words + 1] = shquote(arg[i]) end
+  return table.concat(words, " ")
+end
+
 local family = host:find(":", 1, true) and S.AF_INET6 or S.AF_INET
 local server = assert(S.socket(family, S.SOCK_STREAM))
 assert(server:setsockopt(S.SOL_SOCKET, S.SO_REUSEADDR, true))
@@ -396,7 +407,7 @@ end
 -- pipe from here as its stdin (kept open for as long as this process runs).
 local workers = {}
 for i = 2, nworkers do
-  local cmd = ("exec %s %s %s %d %s --worker"):format(shquote(arg[-1]), shquote(arg[0]),
+  local cmd = ("exec %s %s %s %d %s --worker"):format(interpreter(), shquote(arg[0]),
     shquote(host), server:getsockname().port, shquote(root))
   workers[i - 1] = assert(io.popen(cmd, "w"))
 end
