@@ -1,11 +1,12 @@
 -- Checks that the C sources call each other one way only:
---   util <- {errors, resolver} <- addr <- socket <- {options, msg, poller, tls} <- core
+--   util <- {errors, resolver, buffer} <- addr <- socket <- {options, msg,
+--   poller, zerocopy, tls} <- core
 -- A file may use the bsd_* functions and variables defined in files of a
 -- lower layer (and its own); a use of a higher or same-layer file's symbol
 -- fails. Run by `make layers` (part of `make test`) from the project root.
 local layer = {
-  util = 0, errors = 1, resolver = 1, addr = 2, socket = 3,
-  options = 4, msg = 4, poller = 4, tls = 4, buffer = 4,
+  util = 0, errors = 1, resolver = 1, buffer = 1, addr = 2, socket = 3,
+  options = 4, msg = 4, poller = 4, tls = 4, zerocopy = 4,
   core = 5,
 }
 
@@ -57,5 +58,6 @@ for name, text in pairs(texts) do
   end
 end
 if bad > 0 then os.exit(1) end
-print(("layers: %d files, one way (util <- errors/resolver <- addr <- socket <- options/msg/poller/tls <- core)")
+print(("layers: %d files, one way (util <- errors/resolver/buffer <- addr <- socket"
+  .. " <- options/msg/poller/zerocopy/tls <- core)")
   :format(#files))

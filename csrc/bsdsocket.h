@@ -95,6 +95,21 @@ int bsd_intask(lua_State *L);
 ** in lua.c), so the call must return to Lua instead of retrying */
 int bsd_interrupted(lua_State *L);
 
+/* ---- buffer.c: byte buffers (S.buffer); depends on util.c only ---- */
+
+#define BSD_BUFFER_MT "bsdsocket.buffer"
+#define BSD_BUFFER_MAX 0x7fffffff
+
+typedef struct bsd_buffer {
+  size_t size;
+  char data[];       /* size bytes */
+} bsd_buffer;
+
+bsd_buffer *bsd_checkbuffer(lua_State *L, int idx);
+/* a string's or a buffer's bytes (raises for anything else) */
+const char *bsd_checkbytes(lua_State *L, int arg, size_t *len);
+void bsd_open_buffer(lua_State *L);   /* metatable + S.buffer into table at top */
+
 /* ---- errors.c ---- */
 
 /* nil, "<call> <peer>: <reason>" (or "<call>: <reason>"), code: the one
@@ -236,6 +251,8 @@ int bsd_ioerror(lua_State *L, bsd_io *io, int err);
 
 void bsd_open_options(lua_State *L);  /* setsockopt/getsockopt methods */
 void bsd_open_msg(lua_State *L);      /* sendmsg/recvmsg, sendmmsg/recvmmsg */
+/* sendfile, splice (methods) and S.splice into table at top */
+void bsd_open_zerocopy(lua_State *L);
 void bsd_open_poller(lua_State *L);
 
 /* ---- capi: what other C modules (bsdsocket.tls) may call ----

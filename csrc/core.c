@@ -128,6 +128,8 @@ LUAMOD_API int luaopen_bsdsocket_core(lua_State *L) {
   bsd_open_socket(L);
   bsd_open_options(L);
   bsd_open_msg(L);
+  bsd_open_buffer(L);
+  bsd_open_zerocopy(L);
   bsd_open_poller(L);
   bsd_open_capi(L);
   return 1;

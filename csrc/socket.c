@@ -14,6 +14,7 @@
 #include <poll.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include "bsdsocket.h"
@@ -660,7 +661,7 @@ static int op_send(lua_State *L, int status, lua_KContext ctx) {
   sendargs a;
   int r;
   bsd_iobegin(L, &io, "send", status, (int)ctx);
-  a.data = luaL_checklstring(L, 2, &a.len);
+  a.data = bsd_checkbytes(L, 2, &a.len);
   if (lua_gettop(L) == 2)  /* the common send(data) */
     a.flags = MSG_NOSIGNAL;
   else {
@@ -680,7 +681,53 @@ static int op_send(lua_State *L, int status, lua_KContext ctx) {
   return 1;
 }
 
+static int op_sendlist(lua_State *L, int status, lua_KContext ctx);
+
+/* ---- fast paths ----
+** bsd_iorun's first act is the system call itself whenever the socket
+** waits in the kernel (blocking, no timeout, outside any coroutine:
+** MODE_BLOCK) or is non-blocking already (MODE_LATER, MODE_NOWAIT: every
+** socket a task has used). So the commonest shapes, send(data),
+** sendall(data), sendto(data, addr) and recv(max), make that call
+** themselves first, without the loop's set-up, and go the full way only
+** when it would block or for an EINTR that no Lua hook waits on. Any other
+** outcome is the result bsd_iorun would give. The full way tries once more
+** before it waits (one system call more, on a path that then waits
+** anyway), except recv on TCP in a task, which the short-read hint sends
+** to the wait at once. A blocking socket inside a coroutine goes the full
+** way: whether it is a task's is asked there. */
+static int firsttry(lua_State *L, bsd_socket *s) {
+  return s->fd_nonblock || (s->timeout < 0 && !lua_isyieldable(L));
+}
+
+/* after the first try failed with err: a result to return (nonzero, the
+** number of values pushed) or 0 to go the full way */
+static int firstfail(lua_State *L, bsd_socket *s, const char *call, int err, int want) {
+  if (err == EAGAIN || err == EWOULDBLOCK) {
+    if (s->timeout != 0) return 0;        /* wait as the I/O loop does */
+    s->want = want;                       /* non-blocking: no wait */
+    return bsd_sockerror(L, s, call, EAGAIN);
+  }
+  if (err == EINTR && !bsd_interrupted(L)) return 0;
+  return bsd_sockerror(L, s, call, err);
+}
+
 static int sock_send(lua_State *L) {
+  if (lua_gettop(L) == 2 && lua_type(L, 2) == LUA_TSTRING) {
+    bsd_socket *s = bsd_checkself(L);
+    if (firsttry(L, s)) {
+      size_t len;
+      const char *data = lua_tolstring(L, 2, &len);
+      ssize_t n = send(s->fd, data, len, MSG_NOSIGNAL);
+      int r;
+      if (n >= 0) {
+        lua_pushinteger(L, (lua_Integer)n);
+        return 1;
+      }
+      if ((r = firstfail(L, s, "send", errno, BSD_WANT_WRITE)) != 0) return r;
+    }
+  }
+  if (lua_type(L, 2) == LUA_TTABLE) return op_sendlist(L, LUA_OK, lua_gettop(L));
   return op_send(L, LUA_OK, lua_gettop(L));
 }
 
@@ -701,8 +748,16 @@ static int op_sendall(lua_State *L, int status, lua_KContext ctx) {
   bsd_io io;
   sendargs a;
   int r;
-  bsd_iobegin(L, &io, "sendall", status, 2);
-  a.data = luaL_checklstring(L, 2, &a.len);
+  bsd_iobegin(L, &io, "sendall", status, 4);
+  a.data = bsd_checkbytes(L, 2, &a.len);
+  if (!lua_isnil(L, 3) || !lua_isnil(L, 4)) {  /* sendall(data, i, j): data:sub(i, j) */
+    size_t i = posrelat(luaL_optinteger(L, 3, 1), a.len);
+    size_t j = posrelat(luaL_optinteger(L, 4, -1), a.len);
+    if (i < 1) i = 1;
+    if (j > a.len) j = a.len;
+    a.data += i - 1;
+    a.len = i > j ? 0 : j - i + 1;
+  }
   a.done = (size_t)ctx;
   io.impl = impl_sendall;
   io.data = &a;
@@ -714,9 +769,149 @@ static int op_sendall(lua_State *L, int status, lua_KContext ctx) {
   return 1;
 }
 
+static int op_sendalllist(lua_State *L, int status, lua_KContext ctx);
+
 static int sock_sendall(lua_State *L) {
-  lua_settop(L, 2);
+  if (lua_gettop(L) == 2 && lua_type(L, 2) == LUA_TSTRING && lua_rawlen(L, 2) > 0) {
+    bsd_socket *s = bsd_checkself(L);
+    if (firsttry(L, s)) {
+      size_t len;
+      const char *data = lua_tolstring(L, 2, &len);
+      ssize_t n = send(s->fd, data, len, MSG_NOSIGNAL);
+      int r;
+      if ((size_t)n == len) {
+        lua_pushboolean(L, 1);
+        return 1;
+      }
+      if (n >= 0) {                       /* the rest the full way */
+        lua_settop(L, 4);
+        return op_sendall(L, LUA_OK, (lua_KContext)n);
+      }
+      if ((r = firstfail(L, s, "sendall", errno, BSD_WANT_WRITE)) != 0) {
+        lua_pushinteger(L, 0);            /* no byte sent */
+        return r + 1;
+      }
+    }
+  }
+  lua_settop(L, 4);
+  if (lua_type(L, 2) == LUA_TTABLE) return op_sendalllist(L, LUA_OK, 0);
   return op_sendall(L, LUA_OK, 0);
+}
+
+/* ---- gathered writes: send and sendall of a list of strings and buffers,
+** one sendmsg for all of them (a header and a body in one system call) ---- */
+
+#define GATHER_MAX 1024     /* IOV_MAX on Linux */
+#define GATHER_STACK 16     /* lists up to this long need no allocation */
+
+typedef struct gatherargs {
+  struct iovec *iov;        /* the parts not sent yet */
+  int niov;
+  int all;                  /* sendall: until every byte is sent */
+  int flags;
+  size_t total;             /* bytes in all parts */
+  size_t done;              /* bytes sent (sendall: so far, over yields) */
+  struct iovec small[GATHER_STACK];
+} gatherargs;
+
+/* The list at arg as iovecs, without its first skip bytes (sent before a
+** yield). The strings and buffers stay referenced by the list. */
+static void gatherparts(lua_State *L, int arg, gatherargs *g, size_t skip) {
+  size_t n = lua_rawlen(L, arg), i;
+  luaL_argcheck(L, n <= GATHER_MAX, arg, "more than 1024 parts");
+  g->iov = n <= GATHER_STACK ? g->small
+         : (struct iovec *)lua_newuserdatauv(L, n * sizeof(struct iovec), 0);
+  g->niov = 0;
+  g->total = 0;
+  for (i = 1; i <= n; i++) {
+    size_t len;
+    const char *p;
+    bsd_buffer *b;
+    if (lua_rawgeti(L, arg, (lua_Integer)i) == LUA_TSTRING) p = lua_tolstring(L, -1, &len);
+    else if ((b = (bsd_buffer *)luaL_testudata(L, -1, BSD_BUFFER_MT)) != NULL) {
+      p = b->data;
+      len = b->size;
+    }
+    else {
+      luaL_error(L, "bad part #%d (string or buffer expected, got %s)", (int)i,
+                 luaL_typename(L, -1));
+      return;
+    }
+    lua_pop(L, 1);
+    g->total += len;
+    if (len <= skip) {
+      skip -= len;
+      continue;
+    }
+    g->iov[g->niov].iov_base = (void *)(p + skip);
+    g->iov[g->niov].iov_len = len - skip;
+    g->niov++;
+    skip = 0;
+  }
+}
+
+static bsd_iostatus impl_sendlist(lua_State *L, bsd_io *io) {
+  gatherargs *g = (gatherargs *)io->data;
+  struct msghdr msg;
+  ssize_t n;
+  size_t left;
+  (void)L;
+  if (g->all && g->done >= g->total) return BSD_IO_DONE;
+  memset(&msg, 0, sizeof msg);
+  msg.msg_iov = g->iov;
+  msg.msg_iovlen = (size_t)g->niov;
+  n = sendmsg(io->s->fd, &msg, g->flags);
+  if (n < 0) return bsd_iosyscall(io, n, BSD_WANT_WRITE);
+  g->done += (size_t)n;
+  if (!g->all) return BSD_IO_DONE;
+  io->kctx = (lua_KContext)g->done;
+  if (g->done >= g->total) return BSD_IO_DONE;
+  for (left = (size_t)n; left >= g->iov->iov_len; g->iov++, g->niov--)
+    left -= g->iov->iov_len;      /* parts sent whole */
+  g->iov->iov_base = (char *)g->iov->iov_base + left;
+  g->iov->iov_len -= left;
+  return BSD_IO_PROGRESS;
+}
+
+/* send(list [, nil, nil [, flags]]) -> bytes sent by one sendmsg */
+static int op_sendlist(lua_State *L, int status, lua_KContext ctx) {
+  bsd_io io;
+  gatherargs g;
+  int r;
+  bsd_iobegin(L, &io, "send", status, (int)ctx);
+  luaL_argcheck(L, lua_isnoneornil(L, 3) && lua_isnoneornil(L, 4), 3,
+                "i, j select bytes of a string or buffer, not of a list");
+  g.all = 0;
+  g.done = 0;
+  g.flags = bsd_optint(L, 5, 0) | MSG_NOSIGNAL;
+  gatherparts(L, 2, &g, g.done);
+  io.impl = impl_sendlist;
+  io.data = &g;
+  if ((r = bsd_iorun(L, &io, ctx, op_sendlist)) != BSD_IO_FINISHED) return r;
+  lua_pushinteger(L, (lua_Integer)g.done);
+  return 1;
+}
+
+/* sendall(list) -> true; the count so far rides in the context */
+static int op_sendalllist(lua_State *L, int status, lua_KContext ctx) {
+  bsd_io io;
+  gatherargs g;
+  int r;
+  bsd_iobegin(L, &io, "sendall", status, 4);
+  luaL_argcheck(L, lua_isnil(L, 3) && lua_isnil(L, 4), 3,
+                "i, j select bytes of a string or buffer, not of a list");
+  g.all = 1;
+  g.done = (size_t)ctx;
+  g.flags = MSG_NOSIGNAL;
+  gatherparts(L, 2, &g, g.done);
+  io.impl = impl_sendlist;
+  io.data = &g;
+  if ((r = bsd_iorun(L, &io, ctx, op_sendalllist)) != BSD_IO_FINISHED) {
+    lua_pushinteger(L, (lua_Integer)g.done);
+    return r + 1;
+  }
+  lua_pushboolean(L, 1);
+  return 1;
 }
 
 static bsd_iostatus impl_sendto(lua_State *L, bsd_io *io) {
@@ -734,7 +929,7 @@ static int op_sendto(lua_State *L, int status, lua_KContext ctx) {
   bsd_addr to;
   int used, r;
   bsd_socket *s = bsd_iobegin(L, &io, "sendto", status, (int)ctx);
-  a.data = luaL_checklstring(L, 2, &a.len);
+  a.data = bsd_checkbytes(L, 2, &a.len);
   if ((used = bsd_getaddrarg(L, 3, s->family, s->type, "sendto", &to)) == 0) return 3;
   a.flags = (lua_gettop(L) < 3 + used ? 0 : bsd_optint(L, 3 + used, 0)) | MSG_NOSIGNAL;
   a.to = &to;
@@ -747,7 +942,30 @@ static int op_sendto(lua_State *L, int status, lua_KContext ctx) {
   return 1;
 }
 
+/* the fast path of sendto(data, addr) (see firsttry above); its errors
+** name the address, as io.peer makes bsd_iorun's do */
 static int sock_sendto(lua_State *L) {
+  const bsd_addr *to;
+  if (lua_gettop(L) == 3 && lua_type(L, 2) == LUA_TSTRING && (to = bsd_testaddr(L, 3)) != NULL) {
+    bsd_socket *s = bsd_checkself(L);
+    if (firsttry(L, s)) {
+      size_t len;
+      const char *data = lua_tolstring(L, 2, &len);
+      ssize_t n = sendto(s->fd, data, len, MSG_NOSIGNAL, (const struct sockaddr *)&to->ss, to->len);
+      int err;
+      if (n >= 0) {
+        lua_pushinteger(L, (lua_Integer)n);
+        return 1;
+      }
+      err = errno;
+      if ((err == EAGAIN || err == EWOULDBLOCK) && s->timeout == 0) {
+        s->want = BSD_WANT_WRITE;
+        return bsd_addrerror(L, "sendto", to, EAGAIN);
+      }
+      if (err != EAGAIN && err != EWOULDBLOCK && (err != EINTR || bsd_interrupted(L)))
+        return bsd_addrerror(L, "sendto", to, err);
+    }
+  }
   return op_sendto(L, LUA_OK, lua_gettop(L));
 }
 
@@ -835,7 +1053,31 @@ static int op_recv(lua_State *L, int status, lua_KContext ctx) {
   return r == BSD_IO_FINISHED ? 1 : r;
 }
 
+/* the fast path of recv(max) (see firsttry above). A socket whose queue a
+** short read found empty goes the full way (a task waits first there). The
+** short-read hint is kept as impl_recv keeps it; a try that would block
+** sets it too, so that a task waits instead of trying again. */
 static int sock_recv(lua_State *L) {
+  if (lua_gettop(L) == 2) {
+    bsd_socket *s = bsd_checkself(L);
+    size_t max = bsd_checkmaxbytes(L, 2);
+    if (!s->rdrained && firsttry(L, s)) {
+      char small[RECV_SMALL];
+      char *buf = max <= sizeof small ? small : scratch(L, max);
+      ssize_t n = recv(s->fd, buf, max, 0);
+      int hinted = s->type == SOCK_STREAM && (s->family == AF_INET || s->family == AF_INET6)
+                   && !s->rsticky;
+      int r, err;
+      if (n >= 0) {
+        if (hinted && n > 0 && (size_t)n < max) s->rdrained = 1;
+        lua_pushlstring(L, buf, (size_t)n);
+        return 1;
+      }
+      err = errno;
+      if ((r = firstfail(L, s, "recv", err, BSD_WANT_READ)) != 0) return r;
+      if (hinted && err != EINTR) s->rdrained = 1;
+    }
+  }
   return op_recv(L, LUA_OK, lua_gettop(L));
 }
 
@@ -855,6 +1097,70 @@ static int op_recvfrom(lua_State *L, int status, lua_KContext ctx) {
 
 static int sock_recvfrom(lua_State *L) {
   return op_recvfrom(L, LUA_OK, lua_gettop(L));
+}
+
+/* recv_into(buf [, n [, offset [, flags]]]): reads into the buffer's
+** bytes offset .. offset+n-1 (offset counts from 0; n defaults to the rest
+** of the buffer), with no copy and no string. */
+static int recvinto(lua_State *L, int status, lua_KContext ctx, lua_KFunction k,
+                    const char *call, recvargs *a) {
+  bsd_io io;
+  bsd_socket *s = bsd_iobegin(L, &io, call, status, (int)ctx);
+  bsd_buffer *b = bsd_checkbuffer(L, 2);
+  lua_Integer off = luaL_optinteger(L, 4, 0), n;
+  int r;
+  luaL_argcheck(L, 0 <= off && (size_t)off <= b->size, 4,
+                lua_pushfstring(L, "offset %I outside a buffer of %I bytes", off,
+                                (lua_Integer)b->size));
+  n = luaL_optinteger(L, 3, (lua_Integer)(b->size - (size_t)off));
+  luaL_argcheck(L, n >= 0, 3, "negative byte count");
+  luaL_argcheck(L, (size_t)n <= b->size - (size_t)off, 3,
+                lua_pushfstring(L, "%I bytes at offset %I do not fit in a buffer of %I bytes",
+                                n, off, (lua_Integer)b->size));
+  a->buf = b->data + off;
+  a->max = (size_t)n;
+  a->flags = bsd_optint(L, 5, 0);
+  a->hinted = a->flags == 0 && s->type == SOCK_STREAM &&
+              (s->family == AF_INET || s->family == AF_INET6);
+  if (a->hinted && s->rdrained) {
+    s->rdrained = 0;
+    io.waitfirst = 1;
+  }
+  io.impl = impl_recv;
+  io.data = a;
+  if ((r = bsd_iorun(L, &io, ctx, k)) != BSD_IO_FINISHED) return r;
+  lua_pushinteger(L, (lua_Integer)a->got);
+  return BSD_IO_FINISHED;
+}
+
+static int op_recv_into(lua_State *L, int status, lua_KContext ctx) {
+  recvargs a;
+  int r;
+  a.wantfrom = 0;
+  r = recvinto(L, status, ctx, op_recv_into, "recv_into", &a);
+  return r == BSD_IO_FINISHED ? 1 : r;
+}
+
+static int sock_recv_into(lua_State *L) {
+  return op_recv_into(L, LUA_OK, lua_gettop(L));
+}
+
+static int op_recvfrom_into(lua_State *L, int status, lua_KContext ctx) {
+  recvargs a;
+  int r;
+  a.wantfrom = 1;
+  a.from.ss_family = AF_UNSPEC;
+  r = recvinto(L, status, ctx, op_recvfrom_into, "recvfrom_into", &a);
+  if (r != BSD_IO_FINISHED) return r;
+  if (a.fromlen > sizeof(sa_family_t) || a.from.ss_family == AF_UNIX)
+    bsd_newaddr(L, (struct sockaddr *)&a.from, a.fromlen);
+  else
+    lua_pushnil(L);
+  return 2;
+}
+
+static int sock_recvfrom_into(lua_State *L) {
+  return op_recvfrom_into(L, LUA_OK, lua_gettop(L));
 }
 
 /* The classic read_data loop. The bytes gathered so far live in a
@@ -1051,6 +1357,8 @@ static const luaL_Reg sock_methods[] = {
   {"recvall", sock_recvall},
   {"sendto", sock_sendto},
   {"recvfrom", sock_recvfrom},
+  {"recv_into", sock_recv_into},
+  {"recvfrom_into", sock_recvfrom_into},
   {"shutdown", sock_shutdown},
   {"close", sock_close},
   {"getsockname", sock_getsockname},

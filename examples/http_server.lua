@@ -5,12 +5,26 @@
 -- backslashes are refused (403) after percent-decoding.
 --
 -- Run from a checkout (after `make`):
---   LUA_PATH="lua/?.lua;;" LUA_CPATH="build/?.so;;" lua5.4 examples/http_server.lua [HOST [PORT [DIR]]]
+--   LUA_PATH="lua/?.lua;;" LUA_CPATH="build/?.so;;" lua5.4 examples/http_server.lua [--tls CERT KEY] [HOST [PORT [DIR]]] [--workers N]
 -- then:  curl -v http://127.0.0.1:PORT/
--- With `--tls CERT KEY` first it serves HTTPS (bsdsocket.tls): each accepted
--- connection is wrapped, and the rest is the same code on the TLS stream.
+-- With `--tls CERT KEY` it serves HTTPS (bsdsocket.tls): each accepted
+-- connection is wrapped, and the rest is the same code on the TLS stream
+-- (a TLS stream has no sendfile: files go out through sendall).
 -- HOST defaults to 127.0.0.1, PORT to 0 (a free port), DIR to ".";
 -- the first line printed names the address. It serves until interrupted.
+--
+-- A file is opened once per request and read once: up to 1 KiB (what Lua
+-- reads without allocating). A file that small goes out with its header in
+-- one gathered write (sendall of a list); of a larger one the header and
+-- the bytes read go out so, and the rest with sendfile(2). Answer heads and resolved paths are cached (at
+-- most 1,024 of each), so a request for a known file costs little Lua.
+--
+-- --workers N: N processes, each with its own loop and its own SO_REUSEPORT
+-- listener on the same port (the kernel spreads connections over them). The
+-- first is this process; it starts the others by running its own command line
+-- (the interpreter and its options, arg[-n] .. arg[-1], then arg[0])
+-- again, with a pipe to each as its standard input: a worker leaves when the
+-- pipe ends, that is when this process is gone, however it went.
 --
 -- Limits, each overridable by an environment variable (seconds, a count):
 --   HTTP_SERVER_IDLE=30             a kept-alive connection may wait this long
@@ -26,13 +40,43 @@
 local S = require "bsdsocket"
 local loop = require "bsdsocket.loop"
 
-local tls, tlsctx
-if arg[1] == "--tls" then
-  tls = require "bsdsocket.tls"
-  tlsctx = assert(tls.context { mode = "server", certfile = arg[2], keyfile = arg[3] })
-  for _ = 1, 3 do table.remove(arg, 1) end
+-- positional HOST PORT DIR, --tls CERT KEY, and --workers N / --worker (a
+-- started worker)
+local pos, nworkers, isworker = {}, 1, false
+local tls, tlsctx, tlsfiles
+do
+  local i = 1
+  while arg[i] do
+    if arg[i] == "--tls" then
+      if not (arg[i + 1] and arg[i + 2]) then
+        io.stderr:write("http_server: --tls needs CERT and KEY\n")
+        os.exit(2)
+      end
+      tls = require "bsdsocket.tls"
+      local msg
+      tlsctx, msg = tls.context { mode = "server", certfile = arg[i + 1], keyfile = arg[i + 2] }
+      if not tlsctx then
+        io.stderr:write("http_server: ", msg, "\n")
+        os.exit(1)
+      end
+      tlsfiles = { arg[i + 1], arg[i + 2] }
+      i = i + 2
+    elseif arg[i] == "--workers" then
+      nworkers = math.tointeger(tonumber(arg[i + 1]))
+      if not nworkers or nworkers < 1 then
+        io.stderr:write("http_server: --workers needs a positive integer\n")
+        os.exit(2)
+      end
+      i = i + 1
+    elseif arg[i] == "--worker" then
+      isworker = true
+    else
+      pos[#pos + 1] = arg[i]
+    end
+    i = i + 1
+  end
 end
-local host, port, root = arg[1] or "127.0.0.1", tonumber(arg[2] or 0), arg[3] or "."
+local host, port, root = pos[1] or "127.0.0.1", tonumber(pos[2] or 0), pos[3] or "."
 root = root:gsub("/+$", "")
 if root == "" then root = "/" end
 
@@ -56,6 +100,8 @@ local IDLE = setting("HTTP_SERVER_IDLE", 30)
 local HEAD_TIMEOUT = setting("HTTP_SERVER_HEAD_TIMEOUT", 10)
 local MAX_CONNECTIONS = setting("HTTP_SERVER_MAX_CONNECTIONS", 500, true)
 local CHUNK = 65536
+local SMALL = 1023              -- files up to this size go out in one gathered write
+local CACHED = 1024             -- entries per cache (answer heads, resolved paths)
 
 local TYPES = {
   html = "text/html; charset=utf-8", htm = "text/html; charset=utf-8",
@@ -79,16 +125,8 @@ local function mimetype(path)
   return ext and TYPES[ext:lower()] or "application/octet-stream"
 end
 
-local function isdir(path)
-  local f = io.open(path, "rb")
-  if not f then return false end
-  local _, _, code = f:read(0)     -- reading a directory fails with EISDIR
-  f:close()
-  return code == 21
-end
-
 -- The request target as a file under root, or nil and a status.
-local function resolve(target)
+local function resolve_uncached(target)
   local path = target:match("^[^?#]*")
   if path:sub(1, 1) ~= "/" then return nil, 400 end
   local bad = false
@@ -99,29 +137,111 @@ local function resolve(target)
   for segment in path:gmatch("[^/]+") do
     if segment == ".." then return nil, 403 end
   end
-  local file = root .. path
-  if isdir(file) then
-    if path:sub(-1) ~= "/" then file = file .. "/" end
-    file = file .. "index.html"
-  end
-  return file
+  return root .. path, nil, path:sub(-1) == "/"
 end
 
--- one response: status line, headers, and the body (a string or a file)
+-- A cache that forgets everything when it is full: bounded, and free of
+-- bookkeeping on a hit.
+local function cache()
+  local t, n = {}, 0
+  return function(key, value)
+    if value == nil then return t[key] end
+    if n >= CACHED then t, n = {}, 0 end
+    t[key] = value
+    n = n + 1
+    return value
+  end
+end
+
+local resolved = cache()
+local function resolve(target)
+  local r = resolved(target)
+  if not r then
+    local file, status, slash = resolve_uncached(target)
+    r = resolved(target, { file, status, slash })
+  end
+  return r[1], r[2], r[3]
+end
+
+-- the heads of a file's 200 answers, for its size: [true] keep-alive, [false] close
+local heads = cache()
+local function filehead(name, size, keep)
+  local h = heads(name)
+  if not h or h.size ~= size then
+    local fmt = "HTTP/1.1 200 OK\r\nContent-Type: " .. mimetype(name) .. "\r\nContent-Length: "
+      .. size .. "\r\nConnection: %s\r\n\r\n"
+    h = heads(name, { size = size, [true] = fmt:format("keep-alive"), [false] = fmt:format("close") })
+  end
+  return h[keep]
+end
+
+-- Opens file and reads up to SMALL + 1 bytes (unbuffered: one read, and
+-- one more that finds the end of a small file); nil for a directory.
+local function openread(file)
+  local f = io.open(file, "rb")
+  if not f then return nil end
+  f:setvbuf("no")
+  local data, _, code = f:read(SMALL + 1)
+  if code then                          -- EISDIR (21) or another read error
+    f:close()
+    return nil, code
+  end
+  return f, data or ""                  -- nil without a code: an empty file
+end
+
+-- The file for a resolved path, opened once: a directory's index.html
+-- instead of the directory (reading a directory fails with EISDIR, 21).
+-- Returns the handle, its name, its size and its first bytes (all of a
+-- small file), or nothing.
+local function openfile(file, slash)
+  local f, data = openread(file)
+  if not f and data == 21 then
+    file = file .. (slash and "" or "/") .. "index.html"
+    f, data = openread(file)
+  end
+  if not f then return nil end
+  local size = #data
+  if size > SMALL then
+    size = f:seek("end")
+    if not size then
+      f:close()
+      return nil
+    end
+  end
+  return f, file, size, data
+end
+
+-- A 200 answer for an open file: its head and first bytes in one gathered
+-- write, then the rest (if any) with sendfile.
+-- parts: the connection's own two-slot list (sendall reads it again when
+-- it resumes after a wait, so it must not be shared between connections)
+local function sendfile(sock, f, name, size, data, keep, head, parts)
+  local top = filehead(name, size, keep)
+  if head then return sock:sendall(top) end
+  parts[1], parts[2] = top, data
+  if not sock.sendfile then  -- a TLS stream: the bytes go through OpenSSL
+    f:seek("set", #data)  -- openfile left it at the end, to learn the size
+    local rest = size > #data and f:read(size - #data) or ""
+    if #rest < size - #data then return nil, "file shrank while sent", "EIO" end
+    return sock:sendall(top .. data .. rest)
+  end
+  local ok, err, code = sock:sendall(parts)
+  if not ok or size == #data then return ok, err, code end
+  local sent
+  sent, err, code = sock:sendfile(f, #data, size - #data)
+  if sent and sent < size - #data then return nil, "file shrank while sent", "EIO" end
+  return sent, err, code
+end
+
+-- one response: status line, headers, and the body (a string)
 local function respond(sock, status, headers, body, head)
   local lines = { ("HTTP/1.1 %d %s\r\n"):format(status, REASONS[status] or "") }
   for _, h in ipairs(headers) do lines[#lines + 1] = h[1] .. ": " .. h[2] .. "\r\n" end
   lines[#lines + 1] = "\r\n"
   local out = table.concat(lines)
   if head or body == nil then return sock:sendall(out) end
-  if type(body) == "string" then return sock:sendall(out .. body) end
-  local ok, err, code = sock:sendall(out)
-  while ok do
-    local chunk = body:read(CHUNK)
-    if not chunk then break end
-    ok, err, code = sock:sendall(chunk)
-  end
-  return ok, err, code
+  if not sock.sendfile then return sock:sendall(out .. body) end  -- TLS: no gathered writes
+  return sock:sendall({ out, body })
 end
 
 local function errorpage(sock, status, keep, head)
@@ -138,20 +258,32 @@ end
 -- HEAD_TIMEOUT after its first byte. buf holds bytes read beyond the previous
 -- request (pipelining). On failure: nil, and the status to answer (or nil
 -- when the client just went away or stayed idle).
+-- The socket's timeout is IDLE on entry and on return.
 local function readrequest(sock, buf)
   local deadline = buf ~= "" and S.monotime() + HEAD_TIMEOUT or nil
+  local timed = false                               -- the timeout is set to the deadline
+  local head, rest
   while true do
-    local stop = buf:find("\r?\n\r?\n")
-    if stop then break end
-    if #buf > MAX_HEADER then return nil, 431 end
+    if buf ~= "" then
+      head, rest = buf:match("^(.-\r?\n)\r?\n(.*)$")
+      if head then break end
+    end
+    if #buf > MAX_HEADER then
+      if timed then sock:settimeout(IDLE) end
+      return nil, 431
+    end
     if deadline then
       local left = deadline - S.monotime()
-      if left <= 0 then return nil, 408 end
+      if left <= 0 then
+        if timed then sock:settimeout(IDLE) end
+        return nil, 408
+      end
       sock:settimeout(left)
-    else
-      sock:settimeout(IDLE)                         -- between requests
+      timed = true
     end
     local data, _, code = sock:recv(CHUNK)
+    if timed then sock:settimeout(IDLE) end
+    timed = false
     if not data or data == "" then
       if code == "ETIMEDOUT" and deadline then return nil, 408 end
       return nil, buf:find("%S") and 400 or nil     -- closed, idle, or cut short
@@ -159,23 +291,19 @@ local function readrequest(sock, buf)
     buf = buf .. data
     deadline = deadline or S.monotime() + HEAD_TIMEOUT
   end
-  local head, rest = buf:match("^(.-)\r?\n\r?\n(.*)$")
   if #head > MAX_HEADER then return nil, 431 end
-  local lines = {}
-  for line in (head .. "\n"):gmatch("(.-)\r?\n") do lines[#lines + 1] = line end
-  local method, target, version = lines[1]:match("^(%u+) (%S+) HTTP/(%d%.%d)$")
+  -- head: the request line and the header lines, each ending in \r?\n
+  local method, target, version, hpos = head:match("^(%u+) (%S+) HTTP/(%d%.%d)\r?\n()")
   if not method then return nil, 400 end
   local headers = {}
-  for i = 2, #lines do
-    local name, value = lines[i]:match("^([^:%s]+):%s*(.-)%s*$")
+  for line in head:gmatch("([^\n]*)\n", hpos) do
+    local name, value = line:match("^([^:%s]+):%s*(.-)%s*$")
     if not name then return nil, 400 end
     name = name:lower()
     if name == "content-length" and headers[name] then return nil, 400 end
     headers[name] = value
   end
-  deadline = deadline or S.monotime() + HEAD_TIMEOUT
-  return { method = method, target = target, version = version, headers = headers,
-           deadline = deadline }, rest
+  return method, target, version, headers, deadline or S.monotime() + HEAD_TIMEOUT, rest
 end
 
 local active = 0                -- connections being served
@@ -188,18 +316,19 @@ local function serve(client)
   local _ <close> = LEAVE
   local sock <close> = client
   local buf = ""
+  local parts = {}
+  sock:settimeout(IDLE)                              -- between requests and for the answers
   while true do
-    local req, rest = readrequest(sock, buf)
-    sock:settimeout(IDLE)                            -- for the answers
-    if not req then
-      if rest then errorpage(sock, rest, false) end   -- rest is a status here
+    local method, target, version, headers, deadline, rest = readrequest(sock, buf)
+    if not method then
+      if target then errorpage(sock, target, false) end   -- a status here
       break
     end
     -- a body (none expected for GET/HEAD) is read and dropped; its length
     -- must be decimal digits (no sign, fraction, exponent or hex)
-    local cl = req.headers["content-length"] or "0"
-    local length = cl:match("^%d+$") and tonumber(cl)
-    if not length or req.headers["transfer-encoding"] then
+    local cl = headers["content-length"]
+    local length = not cl and 0 or cl:match("^%d+$") and tonumber(cl)
+    if not length or headers["transfer-encoding"] then
       errorpage(sock, 400, false)
       break
     end
@@ -208,7 +337,7 @@ local function serve(client)
       break
     end
     if #rest < length then
-      local left = req.deadline - S.monotime()
+      local left = deadline - S.monotime()
       if left <= 0 then
         errorpage(sock, 408, false)
         break
@@ -222,38 +351,33 @@ local function serve(client)
       end
       rest = rest .. more
     end
-    buf = rest:sub(length + 1)
+    buf = length == 0 and rest or rest:sub(length + 1)
 
-    local conn = (req.headers["connection"] or ""):lower()
+    local conn = headers["connection"]
+    conn = conn and conn:lower() or ""
     local keep
-    if req.version == "1.1" then keep = not conn:find("close", 1, true)
-    elseif req.version == "1.0" then keep = conn:find("keep-alive", 1, true) ~= nil
+    if version == "1.1" then keep = conn == "" or not conn:find("close", 1, true)
+    elseif version == "1.0" then keep = conn ~= "" and conn:find("keep-alive", 1, true) ~= nil
     else
       errorpage(sock, 505, false)
       break
     end
-    local head = req.method == "HEAD"
+    local head = method == "HEAD"
     local ok
-    if req.method ~= "GET" and not head then
+    if method ~= "GET" and not head then
       ok = respond(sock, 405, {
         { "Allow", "GET, HEAD" }, { "Content-Length", 0 },
         { "Connection", keep and "keep-alive" or "close" },
       })
     else
-      local file, status = resolve(req.target)
-      local f <close> = file and io.open(file, "rb") or nil
-      local size = f and f:seek("end")
-      if not size then
-        if f then f:close() end
+      local file, status, slash = resolve(target)
+      local f, name, size, data
+      if file then f, name, size, data = openfile(file, slash) end
+      local _ <close> = f
+      if not f then
         ok = errorpage(sock, status or 404, keep, head)
       else
-        f:seek("set")
-        ok = respond(sock, 200, {
-          { "Content-Type", mimetype(file) },
-          { "Content-Length", size },
-          { "Connection", keep and "keep-alive" or "close" },
-        }, f, head)
-        f:close()
+        ok = sendfile(sock, f, name, size, data, keep, head, parts)
       end
     end
     if not ok or not keep then break end
@@ -274,13 +398,46 @@ local function refuse(client)
   sock:recv(CHUNK)              -- what already came: a close with unread data resets
 end
 
+local function shquote(s)
+  return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
+end
+
+-- The command line that ran this script, up to the script: the interpreter
+-- (arg[-n], the lowest index) and its options (up to arg[-1]), quoted.
+local function interpreter()
+  local first = -1
+  while arg[first - 1] ~= nil do first = first - 1 end
+  local words = {}
+  for i = first, -1 do words[#words + 1] = shquote(arg[i]) end
+  return table.concat(words, " ")
+end
+
 local family = host:find(":", 1, true) and S.AF_INET6 or S.AF_INET
 local server = assert(S.socket(family, S.SOCK_STREAM))
 assert(server:setsockopt(S.SOL_SOCKET, S.SO_REUSEADDR, true))
+if nworkers > 1 or isworker then assert(server:setsockopt(S.SOL_SOCKET, S.SO_REUSEPORT, true)) end
 assert(server:bind(host, port))
 assert(server:listen())
-io.stdout:write("listening on ", tostring(server:getsockname()), " serving ", root, "\n")
-io.stdout:flush()
+if isworker then
+  -- the parent holds the other end of stdin: its end (EOF) is ours
+  loop.spawn(function()
+    loop.wait(0, "r")
+    os.exit(0)
+  end)
+else
+  io.stdout:write("listening on ", tostring(server:getsockname()), " serving ", root, "\n")
+  io.stdout:flush()
+end
+
+-- The other workers: this script again on the port now known, each with a
+-- pipe from here as its stdin (kept open for as long as this process runs).
+local workers = {}
+for i = 2, nworkers do
+  local cmd = ("exec %s %s %s%s %d %s --worker"):format(interpreter(), shquote(arg[0]),
+    tlsfiles and ("--tls %s %s "):format(shquote(tlsfiles[1]), shquote(tlsfiles[2])) or "",
+    shquote(host), server:getsockname().port, shquote(root))
+  workers[i - 1] = assert(io.popen(cmd, "w"))
+end
 
 loop.spawn(function()
   while true do
@@ -300,3 +457,4 @@ loop.spawn(function()
 end)
 
 loop.run()
+for _, w in ipairs(workers) do w:close() end

@@ -21,9 +21,9 @@ build = {
   modules = {
     ["bsdsocket.core"] = {
       sources = {
-        "csrc/addr.c", "csrc/core.c", "csrc/errors.c", "csrc/msg.c",
+        "csrc/addr.c", "csrc/buffer.c", "csrc/core.c", "csrc/errors.c", "csrc/msg.c",
         "csrc/options.c", "csrc/poller.c", "csrc/resolver.c", "csrc/socket.c",
-        "csrc/util.c",
+        "csrc/util.c", "csrc/zerocopy.c",
       },
       libraries = { "pthread", "dl" },
       defines = { "_GNU_SOURCE" },

@@ -3,13 +3,15 @@
 --   lua5.4 bulk.lua send HOST PORT TOTAL   sendall 64 KiB at a time, shut down
 --                                          the write side, wait for the close
 --   lua5.4 bulk.lua recv HOST PORT TOTAL   recv(65536) until EOF, check count
+--   lua5.4 bulk.lua recv_into HOST PORT TOTAL   recv_into a 64 KiB S.buffer
+--                                          until EOF (no string per read)
 -- Prints "mbps=<MiB/s>".
 local S = require "bsdsocket"
 
 local CHUNK = 65536
 local mode, host, port, total = arg[1], arg[2], tonumber(arg[3]), math.tointeger(tonumber(arg[4]))
-if (mode ~= "send" and mode ~= "recv") or not total then
-  io.stderr:write("usage: bulk.lua send|recv HOST PORT TOTAL\n")
+if (mode ~= "send" and mode ~= "recv" and mode ~= "recv_into") or not total then
+  io.stderr:write("usage: bulk.lua send|recv|recv_into HOST PORT TOTAL\n")
   os.exit(1)
 end
 
@@ -23,6 +25,14 @@ if mode == "send" then
   if rest > 0 then assert(sock:sendall(chunk:sub(1, rest))) end
   assert(sock:shutdown("w"))
   assert(sock:recv(CHUNK) == "", "waiting for the sink to close")
+elseif mode == "recv_into" then
+  local done, recv_into, buf = 0, sock.recv_into, S.buffer(CHUNK)
+  while true do
+    local n = assert(recv_into(sock, buf))
+    if n == 0 then break end
+    done = done + n
+  end
+  if done ~= total then error(("received %d bytes, expected %d"):format(done, total)) end
 else
   local done, recv = 0, sock.recv
   while true do

@@ -86,6 +86,24 @@ KINDS.fd = intbad(true, { { "-1", -1 }, { "2^31", 1 << 31 }, { "unopened fd", 99
 KINDS.str = { MISSING, table.unpack(wrongtypes()) }
 KINDS["str?"] = wrongtypes()
 KINDS.data = KINDS.str
+-- send and sendall also take a buffer or a list of strings and buffers
+KINDS.datalist = {
+  MISSING, { "boolean", true }, { "function", print }, { "list with a number", { "x", 42 } },
+  { "list with a table", { {} } },
+  { "list of 1025", (function() local t = {} for i = 1, 1025 do t[i] = "x" end return t end)() },
+}
+KINDS.buffer = { MISSING, { "string", "x" }, { "table", {} }, { "boolean", true }, { "socket", "SOCK" } }
+-- recv_into's n and offset, for a buffer of 8 bytes
+KINDS.inton = intbad(false, { { "-1", -1 }, { "9: past the end", 9 }, { "maxinteger", HUGEINT } })
+KINDS.intooff = intbad(false, { { "-1", -1 }, { "9: past the end", 9 }, { "mininteger", math.mininteger } })
+local CLOSEDFILE = io.open("/dev/null", "rb")
+CLOSEDFILE:close()
+KINDS.file = {
+  MISSING, { "string", "x" }, { "table", {} }, { "-1", -1 }, { "1.5", 1.5 }, { "2^31", 1 << 31 },
+  { "closed file", CLOSEDFILE }, { "unopened fd", 999999, either = true },
+}
+KINDS.sockarg = { MISSING, { "string", "x" }, { "table", {} }, { "integer", 3 }, { "closed socket", "CLOSED" } }
+KINDS.splicemax = intbad(false, { { "0", 0 }, { "-1", -1 }, { "mininteger", math.mininteger } })
 KINDS.host = { MISSING, { "NUL in host", "local\0host" }, table.unpack(wrongtypes()) }
 KINDS.path = {
   MISSING, { "NUL in path", "/tmp/a\0b" }, { "108-byte path", ("q"):rep(108) },
@@ -202,6 +220,15 @@ local MODULE = {
     { "NaN", NaN }, { "2^32+11", (1 << 32) + 11 },
   } } },
   monotime = {},
+  buffer = { { kind = "custom", cases = {
+    { "missing" }, { "table", {} }, { "boolean", true }, { "-1", -1 }, { "2^40", 1 << 40 },
+    { "1.5", 1.5 }, { "NaN", NaN },
+  } } },
+  splice = { { kind = "custom", cases = {
+    { "missing" }, { "src string", "x", "SOCK" }, { "src closed", "CLOSED", "SOCK" },
+    { "dst missing", "SOCK" }, { "dst closed", "SOCK", "CLOSED" }, { "dst integer", "SOCK", 3 },
+    { "max 0", "SOCK", "SOCK", 0 }, { "max 1.5", "SOCK", "SOCK", 1.5 },
+  } } },
   poller = { arg("table?", nil) },
   tcp_connect = { arg("host", "127.0.0.1"), arg("portsvc", 9), arg("timeout", 1) },
   tcp_listen = { arg("host", "127.0.0.1"), arg("portsvc", 0), arg("backlogL", nil) },
@@ -235,8 +262,12 @@ local SOCKET = {
   ["connect/unix"] = { method = "connect", self = unix, arg("unixaddr", "/nonexistent/bsdsocket") },
   listen = { self = tcp, arg("int?", 5) },
   accept = { self = tcp },
-  send = { self = tcp, arg("data", "x"), arg("index", 1), arg("index", -1), arg("flags", 0) },
-  sendall = { self = tcp, arg("data", "x") },
+  send = { self = tcp, arg("datalist", "x"), arg("index", 1), arg("index", -1), arg("flags", 0) },
+  sendall = { self = tcp, arg("datalist", "x"), arg("index", 1), arg("index", -1) },
+  recv_into = { self = tcp, arg("buffer", S.buffer(8)), arg("inton", 1), arg("intooff", 0), arg("flags", 0) },
+  recvfrom_into = { self = udp, arg("buffer", S.buffer(8)), arg("inton", 1), arg("intooff", 0), arg("flags", 0) },
+  sendfile = { self = tcp, arg("file", io.stdin), arg("size?", 0), arg("size?", 1) },
+  splice = { self = tcp, arg("sockarg", "SOCK"), arg("splicemax", 10) },
   recv = { self = tcp, arg("size", 10), arg("flags", 0) },
   recvall = { self = tcp, arg("size", 10) },
   sendto = { self = udp, arg("data", "x"), arg("inetaddr", A), arg("flags", 0) },

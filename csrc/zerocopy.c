@@ -1,0 +1,276 @@
+/*
+** Zero-copy sending: sock:sendfile(file, offset, count) (sendfile(2): file
+** pages go to the socket without passing through user space) and
+** src:splice(dst [, max]) / S.splice(src, dst [, max]) (splice(2) through a
+** pipe: socket to socket, the proxy's copy loop without the copies).
+**
+** Both supply only their system calls to socket.c's I/O loop (bsd_iorun:
+** timeouts, non-blocking sockets, yielding to bsdsocket.loop), as send does.
+*/
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <time.h>
+#include <sys/sendfile.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "bsdsocket.h"
+
+#define SENDFILE_CHUNK 0x7ffff000   /* what Linux moves per call at most */
+#define SPLICE_DEFAULT 65536
+#define SPLICE_MAX (1 << 20)
+#define PIPE_MT "bsdsocket.splicepipe"
+
+/* ---- SIGPIPE ----
+** sendfile and splice take no MSG_NOSIGNAL, yet a write to a closed peer
+** must return EPIPE without killing the process, and the library changes
+** no process-wide signal setting. So SIGPIPE is blocked in this thread for
+** the call, and the one the call raised (if it failed with EPIPE and none
+** was pending already) is taken off again before the mask is restored. */
+
+typedef struct pipeguard {
+  sigset_t old;
+  int pending;     /* a SIGPIPE was pending before: not ours to take */
+} pipeguard;
+
+static void guardon(pipeguard *g) {
+  sigset_t set, pend;
+  sigemptyset(&set);
+  sigaddset(&set, SIGPIPE);
+  pthread_sigmask(SIG_BLOCK, &set, &g->old);
+  g->pending = sigpending(&pend) == 0 && sigismember(&pend, SIGPIPE);
+}
+
+static void guardoff(pipeguard *g, ssize_t n) {
+  int err = errno;
+  if (n < 0 && err == EPIPE && !g->pending) {
+    sigset_t set;
+    struct timespec zero = {0, 0};
+    sigemptyset(&set);
+    sigaddset(&set, SIGPIPE);
+    while (sigtimedwait(&set, NULL, &zero) < 0 && errno == EINTR) {}
+  }
+  pthread_sigmask(SIG_SETMASK, &g->old, NULL);
+  errno = err;
+}
+
+/* ---- sendfile ---- */
+
+/* A Lua file handle (io.open: a luaL_Stream, its FILE's descriptor) or an
+** integer descriptor. */
+static int checkfilefd(lua_State *L, int arg) {
+  luaL_Stream *p = (luaL_Stream *)luaL_testudata(L, arg, LUA_FILEHANDLE);
+  if (p) {
+    if (p->closef == NULL) luaL_argerror(L, arg, "attempt to use a closed file");
+    return fileno(p->f);
+  }
+  if (!lua_isinteger(L, arg)) luaL_typeerror(L, arg, "file or descriptor");
+  return bsd_checkfdnum(L, arg);
+}
+
+typedef struct fileargs {
+  int fd;
+  off_t offset;    /* where the next byte comes from */
+  size_t left;     /* bytes still to send */
+  size_t done;     /* bytes sent (over yields) */
+} fileargs;
+
+static bsd_iostatus impl_sendfile(lua_State *L, bsd_io *io) {
+  fileargs *f = (fileargs *)io->data;
+  ssize_t n;
+  (void)L;
+  pipeguard g;
+  if (f->left == 0) return BSD_IO_DONE;
+  guardon(&g);
+  n = sendfile(io->s->fd, f->fd, &f->offset,
+               f->left > SENDFILE_CHUNK ? SENDFILE_CHUNK : f->left);
+  guardoff(&g, n);
+  if (n < 0) return bsd_iosyscall(io, n, BSD_WANT_WRITE);
+  if (n == 0) return BSD_IO_DONE;       /* the file ended first: a short count */
+  f->done += (size_t)n;
+  f->left -= (size_t)n;
+  io->kctx = (lua_KContext)f->done;
+  return f->left == 0 ? BSD_IO_DONE : BSD_IO_PROGRESS;
+}
+
+/* sendfile(file, [offset [, count]]) -> bytes sent: count bytes from
+** offset (default 0: the handle's position is neither used nor moved), or
+** up to the end of the file when count is nil; fewer only when the file
+** ends first. On failure nil, msg, code, bytes sent before it. */
+static int op_sendfile(lua_State *L, int status, lua_KContext ctx) {
+  bsd_io io;
+  fileargs f;
+  lua_Integer offset, count;
+  int r;
+  bsd_iobegin(L, &io, "sendfile", status, 4);
+  f.fd = checkfilefd(L, 2);
+  offset = luaL_optinteger(L, 3, 0);
+  luaL_argcheck(L, offset >= 0, 3, "negative offset");
+  if (lua_isnil(L, 4)) {
+    struct stat st;
+    /* not a regular file (or fstat failed): until sendfile finds its end */
+    if (fstat(f.fd, &st) < 0 || !S_ISREG(st.st_mode)) count = LUA_MAXINTEGER;
+    else count = st.st_size > offset ? (lua_Integer)st.st_size - offset : 0;
+  }
+  else {
+    count = luaL_checkinteger(L, 4);
+    luaL_argcheck(L, count >= 0, 4, "negative byte count");
+  }
+  f.done = (size_t)ctx;
+  f.offset = (off_t)(offset + (lua_Integer)f.done);
+  f.left = (size_t)count > f.done ? (size_t)count - f.done : 0;
+  io.impl = impl_sendfile;
+  io.data = &f;
+  if ((r = bsd_iorun(L, &io, ctx, op_sendfile)) != BSD_IO_FINISHED) {
+    lua_pushinteger(L, (lua_Integer)f.done);
+    return r + 1;
+  }
+  lua_pushinteger(L, (lua_Integer)f.done);
+  return 1;
+}
+
+static int sock_sendfile(lua_State *L) {
+  lua_settop(L, 4);
+  return op_sendfile(L, LUA_OK, 0);
+}
+
+/* ---- splice ---- */
+
+/* The pipe a splice moves the bytes through: made for the call, kept on
+** its stack (so it lives across yields) and closed when the call ends; its
+** __gc closes it if the call never ends (a task that is dropped). */
+typedef struct splicepipe {
+  int fd[2];
+} splicepipe;
+
+static void closepipe(splicepipe *p) {
+  if (p->fd[0] >= 0) close(p->fd[0]);
+  if (p->fd[1] >= 0) close(p->fd[1]);
+  p->fd[0] = p->fd[1] = -1;
+}
+
+static int pipe_gc(lua_State *L) {
+  closepipe((splicepipe *)luaL_checkudata(L, 1, PIPE_MT));
+  return 0;
+}
+
+/* The context: which half runs, and the counts, so a resumed call goes on.
+** Phase 1 reads from src into the pipe, with src at index 1; phase 2 writes
+** the pipe to dst, with the two sockets swapped, so that a task waits on
+** (and a message names) the socket the half works on. */
+#define PHASE2 1
+#define CTX(moved, inpipe, phase) \
+  ((lua_KContext)(((lua_Integer)(moved) << 22) | ((lua_Integer)(inpipe) << 1) | (phase)))
+#define CTX_MOVED(c)  ((size_t)((c) >> 22))
+#define CTX_INPIPE(c) ((size_t)(((c) >> 1) & 0x1FFFFF))
+
+typedef struct spliceargs {
+  splicepipe *p;
+  size_t max;
+  size_t moved;    /* read from src */
+  size_t inpipe;   /* of which still in the pipe */
+} spliceargs;
+
+static bsd_iostatus impl_splicein(lua_State *L, bsd_io *io) {
+  spliceargs *a = (spliceargs *)io->data;
+  ssize_t n;
+  (void)L;
+  n = splice(io->s->fd, NULL, a->p->fd[1], NULL, a->max, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+  if (n < 0) return bsd_iosyscall(io, n, BSD_WANT_READ);
+  a->moved = a->inpipe = (size_t)n;
+  return BSD_IO_DONE;
+}
+
+static bsd_iostatus impl_spliceout(lua_State *L, bsd_io *io) {
+  spliceargs *a = (spliceargs *)io->data;
+  ssize_t n;
+  (void)L;
+  pipeguard g;
+  if (a->inpipe == 0) return BSD_IO_DONE;
+  guardon(&g);
+  n = splice(a->p->fd[0], NULL, io->s->fd, NULL, a->inpipe, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+  guardoff(&g, n);
+  if (n < 0) return bsd_iosyscall(io, n, BSD_WANT_WRITE);
+  a->inpipe -= (size_t)n;
+  io->kctx = CTX(a->moved, a->inpipe, PHASE2);
+  return a->inpipe == 0 ? BSD_IO_DONE : BSD_IO_PROGRESS;
+}
+
+static int splicefail(spliceargs *a, int r) {
+  closepipe(a->p);
+  return r;
+}
+
+/* src:splice(dst [, max]) -> bytes moved (at most max, default 64 KiB),
+** 0 when src is at EOF; nil, msg, code. Stack: src, dst, max, pipe. */
+static int op_splice(lua_State *L, int status, lua_KContext ctx) {
+  bsd_io io;
+  spliceargs a;
+  int r;
+  a.p = (splicepipe *)lua_touserdata(L, 4);
+  a.max = (size_t)lua_tointeger(L, 3);
+  if (!(ctx & PHASE2)) {
+    bsd_iobegin(L, &io, "splice", status, 4);
+    io.impl = impl_splicein;
+    io.data = &a;
+    if ((r = bsd_iorun(L, &io, 0, op_splice)) != BSD_IO_FINISHED) return splicefail(&a, r);
+    if (a.moved == 0) {
+      closepipe(a.p);
+      lua_pushinteger(L, 0);
+      return 1;
+    }
+    /* dst to index 1 for the second half */
+    lua_pushvalue(L, 1);
+    lua_copy(L, 2, 1);
+    lua_replace(L, 2);
+    ctx = CTX(a.moved, a.inpipe, PHASE2);
+    status = LUA_OK;
+  }
+  a.moved = CTX_MOVED(ctx);
+  a.inpipe = CTX_INPIPE(ctx);
+  bsd_iobeginwith(L, &io, bsd_checksocket(L, 1), "splice", status, 4);
+  io.impl = impl_spliceout;
+  io.data = &a;
+  if ((r = bsd_iorun(L, &io, ctx, op_splice)) != BSD_IO_FINISHED) return splicefail(&a, r);
+  closepipe(a.p);
+  lua_pushinteger(L, (lua_Integer)a.moved);
+  return 1;
+}
+
+static int sock_splice(lua_State *L) {
+  lua_Integer max;
+  splicepipe *p;
+  bsd_checkself(L);
+  bsd_checkopen(L, 2);
+  max = luaL_optinteger(L, 3, SPLICE_DEFAULT);
+  luaL_argcheck(L, max > 0, 3, "byte count must be positive");
+  if (max > SPLICE_MAX) max = SPLICE_MAX;
+  lua_settop(L, 2);
+  lua_pushinteger(L, max);
+  p = (splicepipe *)lua_newuserdatauv(L, sizeof *p, 0);
+  p->fd[0] = p->fd[1] = -1;
+  luaL_setmetatable(L, PIPE_MT);
+  if (pipe2(p->fd, O_CLOEXEC | O_NONBLOCK) < 0)
+    return bsd_pusherror(L, "splice", NULL, errno);
+  return op_splice(L, LUA_OK, 0);
+}
+
+static const luaL_Reg zc_methods[] = {
+  {"sendfile", sock_sendfile},
+  {"splice", sock_splice},
+  {NULL, NULL}
+};
+
+void bsd_open_zerocopy(lua_State *L) {
+  luaL_newmetatable(L, PIPE_MT);
+  lua_pushcfunction(L, pipe_gc);
+  lua_setfield(L, -2, "__gc");
+  lua_pop(L, 1);
+  bsd_addmethods(L, zc_methods);
+  /* S.splice(src, dst [, max]): the same call, for scripts that read it so */
+  bsd_pushmethodupvalues(L);
+  lua_pushcclosure(L, sock_splice, BSD_METHOD_UPVALUES);
+  lua_setfield(L, -2, "splice");
+}
