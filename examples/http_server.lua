@@ -5,7 +5,8 @@
 -- backslashes are refused (403) after percent-decoding.
 --
 -- Run from a checkout (after `make`):
---   LUA_PATH="lua/?.lua;;" LUA_CPATH="build/?.so;;" lua5.4 examples/http_server.lua [--tls CERT KEY] [HOST [PORT [DIR]]] [--workers N]
+--   LUA_PATH="lua/?.lua;;" LUA_CPATH="build/?.so;;" \
+--     lua5.4 examples/http_server.lua [--tls CERT KEY] [HOST [PORT [DIR]]] [--workers N]
 -- then:  curl -v http://127.0.0.1:PORT/
 -- With `--tls CERT KEY` it serves HTTPS (bsdsocket.tls): each accepted
 -- connection is wrapped, and the rest is the same code on the TLS stream
