@@ -30,7 +30,7 @@ HAVE_OPENSSL := $(wildcard $(OPENSSL_INC)/openssl/ssl.h)
 TLS_MODULE = $(if $(HAVE_OPENSSL),$(BUILD)/bsdsocket/tls.so)
 TLS_LIBS  ?= -lssl -lcrypto
 
-DEB_PACKAGES = lua5.4 liblua5.4-dev lua-busted luarocks lua-check pkg-config valgrind python3 dnsmasq-base curl lua-cqueues libssl-dev openssl
+DEB_PACKAGES = lua5.4 liblua5.4-dev lua-busted luarocks lua-check pkg-config valgrind python3 dnsmasq-base curl lua-cqueues libssl-dev openssl netcat-openbsd
 DEB_BENCH    = lua-socket lua-luv valgrind nginx-light wrk
 # bsdsocket.luasocket's specs: LuaSocket's pure-Lua modules (socket.http,
 # ltn12, mime), the real cqueues, luv and LuaSec, openssl for a test

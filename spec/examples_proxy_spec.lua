@@ -25,6 +25,28 @@ describe("examples/tcp_proxy.lua", function()
     assert.equal("ok 1048576\n", r.out, r.err)
   end)
 
+  it("relays nc to nc: the client's text reaches the listener and its answer comes back", function()
+    if not os.execute("command -v nc >/dev/null 2>&1") then
+      pending("nc is not installed (make deps installs netcat-openbsd)")
+      return
+    end
+    -- a free port for nc's listener (nc cannot say which one it chose)
+    local probe = assert(S.socket(S.AF_INET, S.SOCK_STREAM))
+    assert(probe:bind("127.0.0.1", 0))
+    local tport = probe:getsockname().port
+    probe:close()
+    local listener = X.spawn(X.native("nc -l 127.0.0.1 " .. tport), { stdin = "from the listener\n" })
+    finally(listener.kill)
+    net.sleep(0.2)  -- nc listens before the proxy's first connect
+    local proxy, port = X.start_example("tcp_proxy", { "0", "127.0.0.1", tport })
+    finally(proxy.kill)
+    -- -N: shut the socket down for writing at the end of stdin, so the
+    -- listener sees EOF; -q 2: wait for the answer
+    local r = X.run(X.native("nc -N -q 2 127.0.0.1 " .. port), "from the client\n")
+    assert.equal("from the listener\n", r.out, r.err)
+    assert.equal("from the client", listener:line())
+  end)
+
   it("serves clients at once, passes half-closes on, and closes both sides at the end", function()
     local target, tport = net.server()
     finally(function() target:close() end)
