@@ -213,7 +213,9 @@ void bsd_iobeginwith(lua_State *L, bsd_io *io, bsd_socket *s, const char *call,
 /* A socket closed while its call waited (by another task) ends the call
 ** with an error result, not the closed-socket error a new call raises. */
 bsd_socket *bsd_iobegin(lua_State *L, bsd_io *io, const char *call, int status, int nargs) {
-  bsd_socket *s = status == LUA_YIELD ? bsd_checksocket(L, 1) : bsd_checkself(L);
+  /* resumed: the socket may have been closed meanwhile, which is no error here */
+  bsd_socket *s = status != LUA_YIELD ? bsd_checkself(L) : tagged(L, 1);
+  if (!s) s = bsd_checksocket(L, 1);
   ioresume(L, io, s, call, status, nargs);
   return s;
 }
@@ -1003,7 +1005,7 @@ static bsd_iostatus impl_recv(lua_State *L, bsd_io *io) {
   recvargs *a = (recvargs *)io->data;
   bsd_socket *s = io->s;
   ssize_t n;
-  (void)L;
+  if (!a->buf) a->buf = scratch(L, a->max);
   if (a->wantfrom) {
     a->fromlen = sizeof a->from;
     n = recvfrom(s->fd, a->buf, a->max, a->flags, (struct sockaddr *)&a->from, &a->fromlen);
@@ -1032,7 +1034,9 @@ static int recvcommon(lua_State *L, int status, lua_KContext ctx, lua_KFunction 
   a->flags = lua_gettop(L) == 2 ? 0 : bsd_optint(L, 3, 0);
   a->hinted = a->flags == 0 && s->type == SOCK_STREAM &&
               (s->family == AF_INET || s->family == AF_INET6);
-  a->buf = a->max <= sizeof small ? small : scratch(L, a->max);
+  /* a large read's buffer is fetched by the impl: a task that waits
+  ** first (below) needs none before it yields */
+  a->buf = a->max <= sizeof small ? small : NULL;
   if (a->hinted && s->rdrained) {
     s->rdrained = 0;
     io.waitfirst = 1;
