@@ -1023,6 +1023,22 @@ static bsd_iostatus impl_recv(lua_State *L, bsd_io *io) {
   return BSD_IO_DONE;
 }
 
+/* What recv, recvfrom, recv_into and recvfrom_into do once their
+** arguments are read: the short-read hint, MSG_DONTWAIT, the I/O loop. */
+static int recvrun(lua_State *L, bsd_io *io, bsd_socket *s, recvargs *a,
+                   lua_KContext ctx, lua_KFunction k) {
+  a->hinted = a->flags == 0 && s->type == SOCK_STREAM &&
+              (s->family == AF_INET || s->family == AF_INET6);
+  if (a->hinted && s->rdrained) {
+    s->rdrained = 0;
+    io->waitfirst = 1;
+  }
+  io->impl = impl_recv;
+  io->data = a;
+  bsd_ioflags(io, a->flags);
+  return bsd_iorun(L, io, ctx, k);
+}
+
 /* recv and recvfrom: reads into C memory, then one copy into the string */
 static int recvcommon(lua_State *L, int status, lua_KContext ctx, lua_KFunction k,
                       const char *call, recvargs *a) {
@@ -1032,19 +1048,10 @@ static int recvcommon(lua_State *L, int status, lua_KContext ctx, lua_KFunction 
   int r;
   a->max = bsd_checkmaxbytes(L, 2);
   a->flags = lua_gettop(L) == 2 ? 0 : bsd_optint(L, 3, 0);
-  a->hinted = a->flags == 0 && s->type == SOCK_STREAM &&
-              (s->family == AF_INET || s->family == AF_INET6);
   /* a large read's buffer is fetched by the impl: a task that waits
-  ** first (below) needs none before it yields */
+  ** first needs none before it yields */
   a->buf = a->max <= sizeof small ? small : NULL;
-  if (a->hinted && s->rdrained) {
-    s->rdrained = 0;
-    io.waitfirst = 1;
-  }
-  io.impl = impl_recv;
-  io.data = a;
-  bsd_ioflags(&io, a->flags);
-  if ((r = bsd_iorun(L, &io, ctx, k)) != BSD_IO_FINISHED) return r;
+  if ((r = recvrun(L, &io, s, a, ctx, k)) != BSD_IO_FINISHED) return r;
   lua_pushlstring(L, a->buf, a->got);
   return BSD_IO_FINISHED;
 }
@@ -1124,15 +1131,7 @@ static int recvinto(lua_State *L, int status, lua_KContext ctx, lua_KFunction k,
   a->buf = b->data + off;
   a->max = (size_t)n;
   a->flags = bsd_optint(L, 5, 0);
-  a->hinted = a->flags == 0 && s->type == SOCK_STREAM &&
-              (s->family == AF_INET || s->family == AF_INET6);
-  if (a->hinted && s->rdrained) {
-    s->rdrained = 0;
-    io.waitfirst = 1;
-  }
-  io.impl = impl_recv;
-  io.data = a;
-  if ((r = bsd_iorun(L, &io, ctx, k)) != BSD_IO_FINISHED) return r;
+  if ((r = recvrun(L, &io, s, a, ctx, k)) != BSD_IO_FINISHED) return r;
   lua_pushinteger(L, (lua_Integer)a->got);
   return BSD_IO_FINISHED;
 }

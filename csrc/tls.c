@@ -776,34 +776,35 @@ static bsd_iostatus impl_handshake(lua_State *L, bsd_io *io) {
   return handshake(t, io, (tlsop *)io->data);
 }
 
-static bsd_iostatus impl_send(lua_State *L, bsd_io *io) {
-  tlsstream *t = stream(L);
-  tlsop *op = (tlsop *)io->data;
+/* one SSL_write of what is left: BSD_IO_PROGRESS once some of it went */
+static bsd_iostatus writesome(tlsstream *t, bsd_io *io, tlsop *op) {
   size_t n;
   int r;
-  if (!t->handshaken) return handshake(t, io, op);
   if (op->done >= op->len) return BSD_IO_DONE;
   ERR_clear_error();
   t->lasterr = 0;
   r = SSL_write_ex(t->ssl, op->data + op->done, op->len - op->done, &n);
   if (r != 1) return sslstatus(t, io, &op->f, r);
   op->done += n;
-  return BSD_IO_DONE;
+  return BSD_IO_PROGRESS;
+}
+
+static bsd_iostatus impl_send(lua_State *L, bsd_io *io) {
+  tlsstream *t = stream(L);
+  tlsop *op = (tlsop *)io->data;
+  bsd_iostatus st;
+  if (!t->handshaken) return handshake(t, io, op);  /* PROGRESS when done: then the write */
+  st = writesome(t, io, op);
+  return st == BSD_IO_PROGRESS ? BSD_IO_DONE : st;
 }
 
 /* sendall: the count so far rides in the continuation's context */
 static bsd_iostatus impl_sendall(lua_State *L, bsd_io *io) {
   tlsstream *t = stream(L);
   tlsop *op = (tlsop *)io->data;
-  size_t n;
-  int r;
+  bsd_iostatus st;
   if (!t->handshaken) return handshake(t, io, op);
-  if (op->done >= op->len) return BSD_IO_DONE;
-  ERR_clear_error();
-  t->lasterr = 0;
-  r = SSL_write_ex(t->ssl, op->data + op->done, op->len - op->done, &n);
-  if (r != 1) return sslstatus(t, io, &op->f, r);
-  op->done += n;
+  if ((st = writesome(t, io, op)) != BSD_IO_PROGRESS) return st;
   io->kctx = (lua_KContext)op->done;
   return op->done >= op->len ? BSD_IO_DONE : BSD_IO_PROGRESS;
 }
