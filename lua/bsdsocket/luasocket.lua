@@ -311,20 +311,21 @@ local function nameof(addr)
   return addr.host, addr.port, FAMILY[addr.family] or "unix"
 end
 
-function common.getsockname(self)
+-- getsockname / getpeername: host, port, family of that end
+local function endname(self, which)
   local sock = self.sock
   if not sock then return nil, core.strerror("EBADF") end
-  local addr, msg, code = sock:getsockname()
+  local addr, msg, code = sock[which](sock)
   if not addr then return nil, errstr(msg, code) end
   return nameof(addr)
 end
 
+function common.getsockname(self)
+  return endname(self, "getsockname")
+end
+
 function common.getpeername(self)
-  local sock = self.sock
-  if not sock then return nil, core.strerror("EBADF") end
-  local addr, msg, code = sock:getpeername()
-  if not addr then return nil, errstr(msg, code) end
-  return nameof(addr)
+  return endname(self, "getpeername")
 end
 
 -- ---- options ----
