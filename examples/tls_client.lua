@@ -1,8 +1,9 @@
 -- tls_client.lua: a small `openssl s_client`. Connects to HOST PORT over
 -- TLS (verified: the chain against the system store or --cacert FILE, the
 -- name against HOST), prints what was negotiated and the server's
--- certificate on stderr, then relays stdin to the server and the server's
--- answers to stdout until either side closes.
+-- certificate on stderr, then relays stdin to the server (each line as
+-- soon as it is complete) and the server's answers to stdout until either
+-- side closes.
 --
 -- Run from a checkout (after `make`):
 --   LUA_PATH="lua/?.lua;;" LUA_CPATH="build/?.so;;" \
@@ -57,7 +58,11 @@ end
 io.stderr:flush()
 
 -- stdin -> server in one task (stdin is read with loop.wait on fd 0, so the
--- other direction goes on meanwhile), server -> stdout in another
+-- other direction goes on meanwhile), server -> stdout in another.
+-- stdin is unbuffered: a buffered read would take every line already in
+-- the pipe into C's buffer, where loop.wait (which asks the descriptor)
+-- cannot see them, and they would wait for the next input to go out.
+io.stdin:setvbuf("no")
 t:settimeout(nil)
 local closed = false
 local reader = loop.spawn(function()
