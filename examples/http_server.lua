@@ -10,7 +10,8 @@
 -- then:  curl -v http://127.0.0.1:PORT/
 -- With `--tls CERT KEY` it serves HTTPS (bsdsocket.tls): each accepted
 -- connection is wrapped, and the rest is the same code on the TLS stream
--- (a TLS stream has no sendfile: files go out through sendall).
+-- (a TLS stream has no sendfile: files go out through sendall, read and
+-- sent 64 KiB at a time, so memory does not grow with the file's size).
 -- HOST defaults to 127.0.0.1, PORT to 0 (a free port), DIR to ".";
 -- the first line printed names the address. It serves until interrupted.
 --
@@ -36,7 +37,10 @@
 --                                   sends a byte now and then gets 408 and is
 --                                   closed)
 --   HTTP_SERVER_MAX_CONNECTIONS=500 connections served at once; one more gets
---                                   503 and is closed
+--                                   503 and is closed (with --tls: the 503
+--                                   through TLS, within 2 s, for up to 16
+--                                   such connections at once; beyond that a
+--                                   connection is closed without an answer)
 -- Content-Length must be decimal digits (400 otherwise; more than 1 MiB: 413).
 local S = require "bsdsocket"
 local loop = require "bsdsocket.loop"
@@ -100,6 +104,8 @@ local MAX_BODY = 1 << 20        -- a request body is read and dropped
 local IDLE = setting("HTTP_SERVER_IDLE", 30)
 local HEAD_TIMEOUT = setting("HTTP_SERVER_HEAD_TIMEOUT", 10)
 local MAX_CONNECTIONS = setting("HTTP_SERVER_MAX_CONNECTIONS", 500, true)
+local MAX_REFUSING = 16         -- TLS connections being refused at once
+local REFUSE_TIMEOUT = 2        -- for the handshake, the request and the 503
 local CHUNK = 65536
 local SMALL = 1023              -- files up to this size go out in one gathered write
 local CACHED = 1024             -- entries per cache (answer heads, resolved paths)
@@ -130,10 +136,10 @@ end
 local function resolve_uncached(target)
   local path = target:match("^[^?#]*")
   if path:sub(1, 1) ~= "/" then return nil, 400 end
-  local bad = false
+  -- a '%' not followed by two hex digits is malformed; looked for before
+  -- decoding, since "%25" decodes to a '%' that is part of the name
+  if path:gsub("%%%x%x", ""):find("%", 1, true) then return nil, 400 end
   path = path:gsub("%%(%x%x)", function(h) return string.char(tonumber(h, 16)) end)
-  if path:find("%%") then bad = true end                 -- a stray '%': malformed
-  if bad then return nil, 400 end
   if path:find("[%z\\]") then return nil, 403 end
   for segment in path:gmatch("[^/]+") do
     if segment == ".." then return nil, 403 end
@@ -212,6 +218,23 @@ local function openfile(file, slash)
   return f, file, size, data
 end
 
+-- A file through a TLS stream (no sendfile): first, then count bytes of f
+-- from offset, read and sent CHUNK bytes at a time, so a connection holds
+-- at most one chunk of the file whatever its size.
+local function sendchunks(sock, f, first, offset, count)
+  local ok, err, code = sock:sendall(first)
+  if not ok or count == 0 then return ok, err, code end
+  f:seek("set", offset)  -- openfile left it at the end, to learn the size
+  while count > 0 do
+    local chunk = f:read(count < CHUNK and count or CHUNK)
+    if not chunk then return nil, "file shrank while sent", "EIO" end
+    ok, err, code = sock:sendall(chunk)
+    if not ok then return ok, err, code end
+    count = count - #chunk
+  end
+  return true
+end
+
 -- A 200 answer for an open file: its head and first bytes in one gathered
 -- write, then the rest (if any) with sendfile.
 -- parts: the connection's own two-slot list (sendall reads it again when
@@ -221,10 +244,7 @@ local function sendfile(sock, f, name, size, data, keep, head, parts)
   if head then return sock:sendall(top) end
   parts[1], parts[2] = top, data
   if not sock.sendfile then  -- a TLS stream: the bytes go through OpenSSL
-    f:seek("set", #data)  -- openfile left it at the end, to learn the size
-    local rest = size > #data and f:read(size - #data) or ""
-    if #rest < size - #data then return nil, "file shrank while sent", "EIO" end
-    return sock:sendall(top .. data .. rest)
+    return sendchunks(sock, f, top .. data, #data, size - #data)
   end
   local ok, err, code = sock:sendall(parts)
   if not ok or size == #data then return ok, err, code end
@@ -399,6 +419,26 @@ local function refuse(client)
   sock:recv(CHUNK)              -- what already came: a close with unread data resets
 end
 
+-- Over TLS the 503 must be a TLS record too (plain text on a TLS port reads
+-- as "wrong version number"), so it costs a handshake: in a task of its
+-- own, within REFUSE_TIMEOUT, for at most MAX_REFUSING connections at once;
+-- one more is closed without a word.
+local refusing = 0
+local UNREFUSE = setmetatable({}, { __close = function() refusing = refusing - 1 end })
+
+local function refuse_tls(client)
+  local _ <close> = UNREFUSE
+  local t <close> = tls.wrap(client, tlsctx)
+  local deadline = S.monotime() + REFUSE_TIMEOUT
+  local function left() return math.max(deadline - S.monotime(), 0) end
+  t:settimeout(left())
+  if not t:handshake() then return end
+  t:settimeout(left())
+  t:recv(CHUNK)                 -- the request, so the close does not reset
+  t:settimeout(left())
+  t:sendall(BUSY)               -- t's close then sends close_notify
+end
+
 local function shquote(s)
   return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
 end
@@ -444,7 +484,14 @@ loop.spawn(function()
   while true do
     local sock, err, code = server:accept()
     if sock and active >= MAX_CONNECTIONS then
-      refuse(sock)
+      if not tlsctx then
+        refuse(sock)
+      elseif refusing < MAX_REFUSING then
+        refusing = refusing + 1
+        loop.spawn(refuse_tls, sock)
+      else
+        sock:close()
+      end
     elseif sock then
       sock:setsockopt(S.IPPROTO_TCP, S.TCP_NODELAY, true)
       if tlsctx then sock = tls.wrap(sock, tlsctx) end
