@@ -26,7 +26,15 @@
 -- first is this process; it starts the others by running its own command line
 -- (the interpreter and its options, arg[-n] .. arg[-1], then arg[0])
 -- again, with a pipe to each as its standard input: a worker leaves when the
--- pipe ends, that is when this process is gone, however it went.
+-- pipe ends, that is when this process is gone, however it went. Each
+-- worker also connects back to this process over a Unix socket (an abstract
+-- name on Linux) as the first thing it does; when that connection ends the
+-- worker is gone: this process reaps it, says so on stderr
+--   http_server: worker 2 killed by signal 9; starting another
+-- and starts a new one, at most HTTP_SERVER_MAX_RESTARTS times a minute for
+-- all workers together (beyond that the next start waits, and the line ends
+-- "5 restarts in the last minute, the next in 42 s"), so a worker that
+-- dies as it starts cannot make a crash loop.
 --
 -- Limits, each overridable by an environment variable (seconds, a count):
 --   HTTP_SERVER_IDLE=30             a kept-alive connection may wait this long
@@ -41,13 +49,15 @@
 --                                   through TLS, within 2 s, for up to 16
 --                                   such connections at once; beyond that a
 --                                   connection is closed without an answer)
+--   HTTP_SERVER_MAX_RESTARTS=5      workers started again in a minute, for
+--                                   all workers together (--workers)
 -- Content-Length must be decimal digits (400 otherwise; more than 1 MiB: 413).
 local S = require "bsdsocket"
 local loop = require "bsdsocket.loop"
 
--- positional HOST PORT DIR, --tls CERT KEY, and --workers N / --worker (a
--- started worker)
-local pos, nworkers, isworker = {}, 1, false
+-- positional HOST PORT DIR, --tls CERT KEY, and --workers N / --worker CTL
+-- (a started worker, and where it reports to its parent)
+local pos, nworkers, ctlname = {}, 1, nil
 local tls, tlsctx, tlsfiles
 do
   local i = 1
@@ -56,13 +66,6 @@ do
       if not (arg[i + 1] and arg[i + 2]) then
         io.stderr:write("http_server: --tls needs CERT and KEY\n")
         os.exit(2)
-      end
-      tls = require "bsdsocket.tls"
-      local msg
-      tlsctx, msg = tls.context { mode = "server", certfile = arg[i + 1], keyfile = arg[i + 2] }
-      if not tlsctx then
-        io.stderr:write("http_server: ", msg, "\n")
-        os.exit(1)
       end
       tlsfiles = { arg[i + 1], arg[i + 2] }
       i = i + 2
@@ -73,12 +76,33 @@ do
         os.exit(2)
       end
       i = i + 1
-    elseif arg[i] == "--worker" then
-      isworker = true
+    elseif arg[i] == "--worker" and arg[i + 1] then
+      ctlname = arg[i + 1]:gsub("^@", "\0")     -- "@name": an abstract name
+      i = i + 1
     else
       pos[#pos + 1] = arg[i]
     end
     i = i + 1
+  end
+end
+local isworker = ctlname ~= nil
+
+-- A worker connects to its parent before anything else can fail, so that
+-- the parent learns of every way it ends by this connection's end. It is
+-- never used otherwise, and lives as long as the worker.
+local control
+if isworker then
+  control = assert(S.socket(S.AF_UNIX, S.SOCK_STREAM))
+  assert(control:connect(ctlname))
+end
+
+if tlsfiles then
+  tls = require "bsdsocket.tls"
+  local msg
+  tlsctx, msg = tls.context { mode = "server", certfile = tlsfiles[1], keyfile = tlsfiles[2] }
+  if not tlsctx then
+    io.stderr:write("http_server: ", msg, "\n")
+    os.exit(1)
   end
 end
 local host, port, root = pos[1] or "127.0.0.1", tonumber(pos[2] or 0), pos[3] or "."
@@ -104,6 +128,8 @@ local MAX_BODY = 1 << 20        -- a request body is read and dropped
 local IDLE = setting("HTTP_SERVER_IDLE", 30)
 local HEAD_TIMEOUT = setting("HTTP_SERVER_HEAD_TIMEOUT", 10)
 local MAX_CONNECTIONS = setting("HTTP_SERVER_MAX_CONNECTIONS", 500, true)
+local MAX_RESTARTS = setting("HTTP_SERVER_MAX_RESTARTS", 5, true)
+local WORKER_START = 30         -- seconds a started worker has to connect back
 local MAX_REFUSING = 16         -- TLS connections being refused at once
 local REFUSE_TIMEOUT = 2        -- for the handshake, the request and the 503
 local CHUNK = 65536
@@ -463,6 +489,7 @@ if isworker then
   -- the parent holds the other end of stdin: its end (EOF) is ours
   loop.spawn(function()
     loop.wait(0, "r")
+    control:close()
     os.exit(0)
   end)
 else
@@ -471,14 +498,74 @@ else
 end
 
 -- The other workers: this script again on the port now known, each with a
--- pipe from here as its stdin (kept open for as long as this process runs).
-local workers = {}
-for i = 2, nworkers do
-  local cmd = ("exec %s %s %s%s %d %s --worker"):format(interpreter(), shquote(arg[0]),
-    tlsfiles and ("--tls %s %s "):format(shquote(tlsfiles[1]), shquote(tlsfiles[2])) or "",
-    shquote(host), server:getsockname().port, shquote(root))
-  workers[i - 1] = assert(io.popen(cmd, "w"))
+-- pipe from here as its stdin (kept open for as long as this process runs)
+-- and a connection back to here, whose end says that the worker is gone:
+-- it is then reaped (its popen handle closed), reported and started again,
+-- at most MAX_RESTARTS times a minute for all workers together.
+local restarts = {}                     -- monotime of each recent restart
+
+-- A listener for one worker's connection: an abstract name where there are
+-- such (Linux), else a path that goes once the worker has connected.
+local function ctllistener(slot)
+  local l = assert(S.socket(S.AF_UNIX, S.SOCK_STREAM))
+  local bound = server:getsockname().port
+  for _ = 1, 10 do
+    local name = ("\0bsdsocket-http_server-%d-%d-%08x"):format(bound, slot, math.random(0, 0x7fffffff))
+    local ok, _, code = l:bind(name)
+    if ok then return l, "@" .. name:sub(2) end
+    if code ~= "EADDRINUSE" then break end
+  end
+  local path = os.tmpname()
+  os.remove(path)
+  assert(l:bind(path))
+  return l, path, path
 end
+
+local function startworker(slot)
+  local l, name, path = ctllistener(slot)
+  assert(l:listen(1))
+  local cmd = ("exec %s %s %s%s %d %s --worker %s"):format(interpreter(), shquote(arg[0]),
+    tlsfiles and ("--tls %s %s "):format(shquote(tlsfiles[1]), shquote(tlsfiles[2])) or "",
+    shquote(host), server:getsockname().port, shquote(root), shquote(name))
+  local w = assert(io.popen(cmd, "w"))
+  l:settimeout(WORKER_START)
+  local conn = l:accept()
+  l:close()
+  if path then os.remove(path) end
+  return w, conn
+end
+
+local function ending(how, code)
+  if how == "signal" then return "killed by signal " .. code end
+  return "exited with status " .. tostring(code)
+end
+
+local function supervise(slot)
+  while true do
+    local w, conn = startworker(slot)
+    if conn then
+      conn:settimeout(nil)
+      conn:recv(1)                      -- "" (or an error) once it is gone
+      conn:close()
+    end
+    local _, how, code = w:close()      -- waits for it: reaps it
+    local now = S.monotime()
+    while restarts[1] and restarts[1] <= now - 60 do table.remove(restarts, 1) end
+    local what = conn and ending(how, code) or "did not start"
+    if #restarts < MAX_RESTARTS then
+      io.stderr:write(("http_server: worker %d %s; starting another\n"):format(slot, what))
+    else
+      local wait = restarts[1] + 60 - now
+      io.stderr:write(("http_server: worker %d %s; %d restarts in the last minute, the next in %.0f s\n")
+        :format(slot, what, #restarts, wait))
+      loop.sleep(wait)
+      now = S.monotime()
+    end
+    restarts[#restarts + 1] = now
+  end
+end
+
+for slot = 2, nworkers do loop.spawn(supervise, slot) end
 
 loop.spawn(function()
   while true do
@@ -505,4 +592,3 @@ loop.spawn(function()
 end)
 
 loop.run()
-for _, w in ipairs(workers) do w:close() end

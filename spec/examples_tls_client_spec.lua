@@ -21,17 +21,16 @@ describe("tls_client.lua", function()
     local srv = bg.start("sh -c " .. X.shquote("sleep 60 | exec openssl s_server -naccept 1"
       .. " -accept 127.0.0.1:0 -cert " .. X.shquote(c.server_cert)
       .. " -key " .. X.shquote(c.server_key)), 60)
-    finally(srv.cleanup)
-    local port = srv:port()
     local out, err = os.tmpname(), os.tmpname()
-    local client = assert(io.popen(("exec timeout %d %s >%s 2>%s"):format(X.LIMIT,
-      X.example("tls_client", { "localhost", port, "--cacert", c.ca }), out, err), "w"))
-    local open = true
-    finally(function()
+    local client
+    finally(function()                    -- (busted runs only the last finally)
       srv.cleanup()                       -- the client then sees the close
-      if open then client:close() end
+      if client then client:close() end
       os.remove(out) os.remove(err)
     end)
+    local port = srv:port()
+    client = assert(io.popen(("exec timeout %d %s >%s 2>%s"):format(X.LIMIT,
+      X.example("tls_client", { "localhost", port, "--cacert", c.ca }), out, err), "w"))
     -- the server's output: its session details, then what it received
     local function received(pattern, secs)
       local limit = S.monotime() + secs
@@ -55,6 +54,6 @@ describe("tls_client.lua", function()
     client:flush()
     assert.equal("a\nb\nc\nd\n", assert(received("^a\nb\nc\nd\n", 10)))
     client:close()
-    open = false
+    client = nil
   end)
 end)

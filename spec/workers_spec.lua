@@ -61,11 +61,15 @@ end
 
 -- Starts an example with --workers n; returns the parent lua's pid, the
 -- port, the pids of the workers it started, and a kill function.
-local function start(script, args, n)
+-- opts.env: more environment (shell words); opts.stderr: a file for stderr
+-- (else it joins stdout on the pipe).
+local function start(script, args, n, opts)
+  opts = opts or {}
   local words = {}
   for i, a in ipairs(args) do words[i] = q(a) end
-  local cmd = ("echo $$; exec env LUA_PATH='lua/?.lua;;' LUA_CPATH=%s timeout 60 lua5.4 examples/%s"
-    .. " 127.0.0.1 0 %s --workers %d 2>&1"):format(q(BUILD .. "/?.so;;"), script, table.concat(words, " "), n)
+  local cmd = ("echo $$; exec env LUA_PATH='lua/?.lua;;' LUA_CPATH=%s %s timeout 60 lua5.4 examples/%s"
+    .. " 127.0.0.1 0 %s --workers %d %s"):format(q(BUILD .. "/?.so;;"), opts.env or "", script,
+    table.concat(words, " "), n, opts.stderr and "2>" .. q(opts.stderr) or "2>&1")
   local p = assert(io.popen(cmd, "r"))
   local tpid = tonumber(p:read("l"))
   local first = p:read("l") or ""
@@ -130,13 +134,31 @@ local function waitgone(pids, seconds)
   return false
 end
 
+-- busted keeps only a test's last finally(): one that runs every undo
+-- function given to the returned `later`, last first
+local function cleanups()
+  local undo = {}
+  finally(function()
+    for i = #undo, 1, -1 do pcall(undo[i]) end
+  end)
+  return function(f) undo[#undo + 1] = f end
+end
+
+-- the whole server gone: the parent lua (its workers follow it), then timeout
+local function stop(h)
+  if h.lpid then os.execute("kill -KILL " .. h.lpid .. " 2>/dev/null") end
+  h.kill("KILL")
+  h.pipe:close()
+end
+
 describe("--workers", function()
   it("echo_server_loop: 40 connections land on both of 2 processes; workers die with a KILLed parent", function()
+    local later = cleanups()
     local h = start("echo_server_loop.lua", {}, 2)
-    finally(function() h.kill("KILL"); h.pipe:close() end)
+    later(function() stop(h) end)
     assert.equal(1, #h.workers)
     local conns = {}
-    finally(function() for _, c in ipairs(conns) do c:close() end end)
+    later(function() for _, c in ipairs(conns) do c:close() end end)
     for i = 1, 40 do
       local c = connect(h.port)
       conns[i] = c
@@ -153,16 +175,17 @@ describe("--workers", function()
   end)
 
   it("http_server: 3 processes serve files over keep-alive connections; workers leave on SIGTERM", function()
+    local later = cleanups()
     local dir = os.tmpname()
     os.remove(dir)
     assert(os.execute("mkdir -p " .. q(dir)))
-    finally(function() os.execute("rm -rf " .. q(dir)) end)
+    later(function() os.execute("rm -rf " .. q(dir)) end)
     X.writefile(dir .. "/a.txt", "hello workers\n")
     local h = start("http_server.lua", { dir }, 3)
-    finally(function() h.kill("KILL"); h.pipe:close() end)
+    later(function() stop(h) end)
     assert.equal(2, #h.workers)
     local conns = {}
-    finally(function() for _, c in ipairs(conns) do c:close() end end)
+    later(function() for _, c in ipairs(conns) do c:close() end end)
     for i = 1, 60 do
       local c = connect(h.port)
       conns[i] = c
@@ -183,6 +206,102 @@ describe("--workers", function()
     assert.is_true(used >= 2, "only one process served")   -- 3 is near certain; 2 proves the spread
     h.kill("TERM")
     assert.is_true(waitgone({ h.lpid, table.unpack(h.workers) }, 5), "a worker outlived its parent")
+  end)
+
+  it("http_server: a dead worker is reaped, reported and replaced; HTTP_SERVER_MAX_RESTARTS stops a crash loop",
+    function()
+    local later = cleanups()
+    local dir = os.tmpname()
+    os.remove(dir)
+    assert(os.execute("mkdir -p " .. q(dir)))
+    local errf = os.tmpname()
+    later(function() os.execute("rm -rf " .. q(dir)); os.remove(errf) end)
+    X.writefile(dir .. "/a.txt", "hello workers\n")
+    local h = start("http_server.lua", { dir }, 2, { env = "HTTP_SERVER_MAX_RESTARTS=2", stderr = errf })
+    later(function() stop(h) end)
+    assert.equal(1, #h.workers)
+    -- polls f (bounded) until it returns something
+    local function waitfor(f, seconds, what)
+      local t0 = S.monotime()
+      repeat
+        local v = f()
+        if v then return v end
+        os.execute("sleep 0.05")
+      until S.monotime() - t0 > seconds
+      error("timed out waiting for " .. what .. "; the server's stderr:\n" .. X.readfile(errf), 2)
+    end
+    local function stderrline(n)           -- the n-th line the parent wrote to stderr
+      return waitfor(function()
+        local i = 0
+        for l in X.readfile(errf):gmatch("[^\n]*\n") do
+          i = i + 1
+          if i == n then return l end
+        end
+      end, 10, "stderr line " .. n)
+    end
+    local function listening()
+      local want, count = (":%04X"):format(h.port), 0
+      for line in io.lines("/proc/net/tcp") do
+        local loc, state = line:match("^%s*%d+: %x+(:%x+) %x+:%x+ (%x+)")
+        if loc == want and state == "0A" then count = count + 1 end
+      end
+      return count
+    end
+    -- the one worker of the parent, once it differs from old and listens
+    local function newworker(old)
+      return waitfor(function()
+        local kids = children(h.lpid)
+        if #kids == 1 and kids[1] ~= old and listening() == 2 then return kids[1] end
+      end, 10, "a new worker")
+    end
+    local function get(c)
+      assert(c:sendall("GET /a.txt HTTP/1.1\r\nHost: x\r\n\r\n"))
+      local buf = ""
+      while not buf:find("hello workers\n", 1, true) do
+        local d = assert(c:recv(4096))
+        assert.not_equal("", d)
+        buf = buf .. d
+      end
+      assert.matches("^HTTP/1%.1 200 OK\r\n", buf)
+    end
+    local conns = {}
+    later(function() for _, c in ipairs(conns) do c:close() end end)
+    -- connections until one lands on pid (bounded), each answered
+    local function servedby(pid)
+      for _ = 1, 200 do
+        local c = connect(h.port)
+        conns[#conns + 1] = c
+        get(c)
+        local count = spread({ lpid = h.lpid, port = h.port, workers = { pid } }, { c })
+        if count[pid] then return true end
+      end
+      return false
+    end
+
+    local first = h.workers[1]
+    assert.is_true(servedby(first))
+    os.execute("kill -KILL " .. first)
+    assert.equal("http_server: worker 2 killed by signal 9; starting another\n", stderrline(1))
+    -- reaped: no zombie left behind
+    waitfor(function() return not io.open("/proc/" .. first .. "/stat") end, 5, "the dead worker to be reaped")
+    local second = newworker(first)
+    assert.is_true(servedby(second), "the new worker served no request")
+    -- a crash loop: the third death within the minute waits for the cap
+    os.execute("kill -KILL " .. second)
+    assert.equal("http_server: worker 2 killed by signal 9; starting another\n", stderrline(2))
+    local third = newworker(second)
+    os.execute("kill -KILL " .. third)
+    assert.matches("^http_server: worker 2 killed by signal 9; 2 restarts in the last minute, the next in %d+ s\n$",
+      stderrline(3))
+    waitfor(function() return not io.open("/proc/" .. third .. "/stat") end, 5, "the dead worker to be reaped")
+    for _ = 1, 10 do                      -- no new worker for a while, and the parent serves
+      assert.same({}, children(h.lpid))
+      local c = connect(h.port)
+      conns[#conns + 1] = c
+      get(c)
+      os.execute("sleep 0.1")
+    end
+    assert.equal(3, select(2, X.readfile(errf):gsub("\n", "")))
   end)
 
   it("refuses a bad worker count", function()
