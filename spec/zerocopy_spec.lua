@@ -254,6 +254,53 @@ describe("SIGPIPE from a peer that goes away mid-call", function()
     checkline(out, "task")
   end)
 
+  it("with SIGPIPE blocked by the program: leaves none behind, keeps one pending before", function()
+    local name = fourmib()
+    local d = net.tmpdir()
+    finally(function() os.remove(name) d:remove() end)
+    local script, outfile = d:path("child.lua"), d:path("out")
+    local f = assert(io.open(script, "w"))
+    f:write(SIGSTATE, ([[
+      local S = require "bsdsocket"
+      local name = %q
+      local pid = io.open("/proc/self/stat"):read("a"):match("^%%d+")
+      local function case(tag)
+        local srv = assert(S.tcp_listen("127.0.0.1", 0))
+        local a = assert(S.tcp_connect("127.0.0.1", srv:getsockname().port))
+        assert(srv:accept()):close()
+        local fh = assert(io.open(name, "rb"))
+        local n, _, code, sent = a:sendfile(fh)
+        local pend, blk = sigstate()
+        print(table.concat({ tag, tostring(n), code, tostring(sent), tostring(pend), blk }, " "))
+        fh:close()
+        a:close()
+        srv:close()
+      end
+      local _, blk = sigstate()
+      print("blocked " .. blk)
+      case("none-before")
+      os.execute("kill -PIPE " .. pid)     -- pending (blocked) before the call
+      print("before " .. tostring((sigstate())))
+      case("one-before")
+    ]]):format(name))
+    f:close()
+    -- the mask is inherited across exec: python blocks SIGPIPE, then runs lua5.4
+    local ok = os.execute(net.childenv() .. " timeout 20 python3 -c "
+      .. net.shquote("import os, signal, sys; signal.pthread_sigmask(signal.SIG_BLOCK, "
+        .. "[signal.SIGPIPE]); os.execvp('lua5.4', ['lua5.4', sys.argv[1]])")
+      .. " " .. net.shquote(script) .. " > " .. net.shquote(outfile) .. " 2>&1")
+    local out = net.readfile(outfile) or ""
+    assert.is_true(ok, out)
+    local blk = out:match("blocked (%x+)")
+    assert.is_truthy(blk, out)
+    assert.is_true(tonumber(blk, 16) & (1 << 12) ~= 0, out)   -- SIGPIPE is blocked
+    -- the call's own SIGPIPE is taken off (the old code left it pending)
+    assert.is_truthy(out:match("none%-before nil EPIPE %d+ false " .. blk), out)
+    assert.is_truthy(out:match("before true"), out)
+    -- one pending before the call stays pending, for the program to take
+    assert.is_truthy(out:match("one%-before nil EPIPE %d+ true " .. blk), out)
+  end)
+
   it("splice to a peer that closed returns nil, msg, EPIPE or ECONNRESET, never SIGPIPE", function()
     local out = runchild([[
       local S = require "bsdsocket"
