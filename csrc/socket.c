@@ -889,6 +889,7 @@ static int op_sendlist(lua_State *L, int status, lua_KContext ctx) {
   gatherparts(L, 2, &g, g.done);
   io.impl = impl_sendlist;
   io.data = &g;
+  bsd_ioflags(&io, g.flags);
   if ((r = bsd_iorun(L, &io, ctx, op_sendlist)) != BSD_IO_FINISHED) return r;
   lua_pushinteger(L, (lua_Integer)g.done);
   return 1;

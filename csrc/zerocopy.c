@@ -27,8 +27,12 @@
 ** sendfile and splice take no MSG_NOSIGNAL, yet a write to a closed peer
 ** must return EPIPE without killing the process, and the library changes
 ** no process-wide signal setting. So SIGPIPE is blocked in this thread for
-** the call, and the one the call raised (if it failed with EPIPE and none
-** was pending already) is taken off again before the mask is restored. */
+** the call, and one that became pending during it is taken off again
+** before the mask is restored: whatever the call returned, since one that
+** moved some bytes and then met the peer's close returns the count yet
+** has raised SIGPIPE. One pending before the call is left alone; another
+** thread's write signals that thread, so its SIGPIPE is not seen here
+** (only a process-wide kill -PIPE that lands during the call could be). */
 
 typedef struct pipeguard {
   sigset_t old;
@@ -43,9 +47,11 @@ static void guardon(pipeguard *g) {
   g->pending = sigpending(&pend) == 0 && sigismember(&pend, SIGPIPE);
 }
 
-static void guardoff(pipeguard *g, ssize_t n) {
+static void guardoff(pipeguard *g) {
   int err = errno;
-  if (n < 0 && err == EPIPE && !g->pending) {
+  sigset_t pend;
+  if (!g->pending && sigpending(&pend) == 0
+      && sigismember(&pend, SIGPIPE)) {
     sigset_t set;
     struct timespec zero = {0, 0};
     sigemptyset(&set);
@@ -86,7 +92,7 @@ static bsd_iostatus impl_sendfile(lua_State *L, bsd_io *io) {
   guardon(&g);
   n = sendfile(io->s->fd, f->fd, &f->offset,
                f->left > SENDFILE_CHUNK ? SENDFILE_CHUNK : f->left);
-  guardoff(&g, n);
+  guardoff(&g);
   if (n < 0) return bsd_iosyscall(io, n, BSD_WANT_WRITE);
   if (n == 0) return BSD_IO_DONE;       /* the file ended first: a short count */
   f->done += (size_t)n;
@@ -191,7 +197,7 @@ static bsd_iostatus impl_spliceout(lua_State *L, bsd_io *io) {
   if (a->inpipe == 0) return BSD_IO_DONE;
   guardon(&g);
   n = splice(a->p->fd[0], NULL, io->s->fd, NULL, a->inpipe, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
-  guardoff(&g, n);
+  guardoff(&g);
   if (n < 0) return bsd_iosyscall(io, n, BSD_WANT_WRITE);
   a->inpipe -= (size_t)n;
   io->kctx = CTX(a->moved, a->inpipe, PHASE2);

@@ -331,6 +331,88 @@ describe("gathered writes", function()
   end)
 end)
 
+describe("gathered writes honour MSG_DONTWAIT", function()
+  -- fills a's send queue (and b's receive queue) until a send says EAGAIN
+  local function fill(a)
+    local t = a:gettimeout()
+    a:settimeout(0)
+    local chunk = ("f"):rep(65536)
+    for _ = 1, 1000 do
+      local n, _, code = a:send(chunk)
+      if not n then
+        assert.equal("EAGAIN", code)
+        break
+      end
+    end
+    a:settimeout(t)
+  end
+
+  local function check(r)
+    assert.is_nil(r[1])
+    assert.equal("EAGAIN", r[3])
+    assert.matches("^send", r[2])
+  end
+
+  it("send(list, nil, nil, MSG_DONTWAIT) on a full socket with a timeout is EAGAIN at once", function()
+    local a, b = S.socketpair()
+    finally(function() net.closeall(a, b) end)
+    fill(a)
+    a:settimeout(2)            -- the old code waited this long: ETIMEDOUT
+    local list = { "head", S.buffer("body") }
+    check({ a:send(list, nil, nil, S.MSG_DONTWAIT) })
+    check({ a:send("head", nil, nil, S.MSG_DONTWAIT) })  -- as the string form
+    -- sendall of a list takes no flags: it follows the socket's timeout
+    a:settimeout(0)
+    local ok, _, code, sent = a:sendall(list)
+    assert.is_nil(ok)
+    assert.equal("EAGAIN", code)
+    assert.equal(0, sent)
+    -- with room again, the list goes out in one call
+    b:settimeout(0)
+    repeat local s = b:recv(1 << 20) until not s
+    assert.equal(8, a:send(list, nil, nil, S.MSG_DONTWAIT))
+  end)
+
+  it("on a blocking socket without a timeout, in a child (the old code hung)", function()
+    local out, ok, how, rc = net.run_lua([[
+      local S = require "bsdsocket"
+      local a, b = S.socketpair()
+      a:settimeout(0)
+      local chunk = ("f"):rep(65536)
+      repeat until not a:send(chunk)
+      a:settimeout(nil)
+      local r = table.pack(a:send({ "x", "y" }, nil, nil, S.MSG_DONTWAIT))
+      print(tostring(r[1]), r[3], r.n)
+      b:close()
+    ]], 5)
+    assert.is_true(ok, ("child %s %s: %s"):format(how, rc, out))
+    assert.equal("nil EAGAIN 3", (out:gsub("\t", " "):gsub("\n$", "")))
+  end)
+
+  it("inside a loop task: EAGAIN at once, no yield, for send of a list", function()
+    local a, b = S.socketpair()
+    finally(function() net.closeall(a, b) end)
+    local r, r2, ticks = nil, nil, 0
+    loop.spawn(function()
+      fill(a)
+      a:settimeout(2)
+      local before = ticks
+      r = { a:send({ "a", "b" }, nil, nil, S.MSG_DONTWAIT) }
+      r2 = ticks - before        -- other tasks ran only if this one yielded
+    end)
+    loop.spawn(function()
+      for _ = 1, 200 do
+        ticks = ticks + 1
+        loop.sleep(0.005)
+        if r then break end
+      end
+    end)
+    assert.is_true(loop.run(10))
+    check(r)
+    assert.equal(0, r2)
+  end)
+end)
+
 describe("no descriptor leaks", function()
   it("the new calls open nothing that stays open", function()
     local before = net.fds()

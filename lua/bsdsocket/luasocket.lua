@@ -20,7 +20,8 @@ local loop = require "bsdsocket.loop"
 local type, tostring, tonumber, select, error, pcall, setmetatable, getmetatable =
   type, tostring, tonumber, select, error, pcall, setmetatable, getmetatable
 local pack, unpack, concat = table.pack, table.unpack, table.concat
-local find, sub, gsub, format = string.find, string.sub, string.gsub, string.format
+local find, sub, gsub, format, match = string.find, string.sub, string.gsub, string.format,
+  string.match
 local mtype, floor, huge = math.type, math.floor, math.huge
 local monotime = core.monotime
 local tasks = core._tasks
@@ -61,6 +62,7 @@ local ERRSTR = {
   EAGAIN = "timeout", EWOULDBLOCK = "timeout", ETIMEDOUT = "timeout",
   EINPROGRESS = "timeout", EALREADY = "timeout",
   EOF = "closed", EPIPE = "closed", ECONNRESET = "closed", ECONNABORTED = "closed",
+  EBADF = "closed",   -- another task closed the object while this call waited
   ECONNREFUSED = "connection refused",
   EADDRINUSE = "address already in use",
   EISCONN = "already connected",
@@ -460,7 +462,8 @@ end
 function tcp.connect(self, host, port)
   local ok, err = tryconnect(self, host, port, SOCK_STREAM)
   setclass(self, "tcp{client}")   -- even when it failed, as LuaSocket (non-blocking connects)
-  return ok, err
+  if ok then return ok end
+  return nil, err
 end
 
 function tcp.bind(self, host, port)
@@ -470,13 +473,11 @@ end
 tcp.setpeername = tcp.connect
 tcp.setsockname = tcp.bind
 
+-- without a descriptor (socket.tcp() before bind, or closed) there is
+-- nothing to listen on: LuaSocket's listen(-1) fails with EBADF's text
 function tcp.listen(self, backlog)
   local sock = self.sock
-  if not sock then
-    local err
-    sock, err = ensure(self, self.family == AF_UNSPEC and AF_INET or self.family, SOCK_STREAM)
-    if not sock then return nil, err end
-  end
+  if not sock then return nil, core.strerror("EBADF") end
   local ok, msg, code = sock:listen(math.tointeger(tonumber(backlog)) or 32)
   if not ok then return nil, errstr(msg, code) end
   setclass(self, "tcp{server}")
@@ -498,8 +499,7 @@ function tcp.shutdown(self, how)
   local h = SHUT[how]
   if not h then error("bad argument #1 to 'shutdown' (invalid shutdown method)", 2) end
   local sock = self.sock
-  if not sock then return nil, "closed" end
-  sock:shutdown(h)
+  if sock then sock:shutdown(h) end   -- LuaSocket ignores shutdown's errors
   return 1
 end
 
@@ -614,11 +614,28 @@ local function recvraw(self, sock, wanted, prefix, t0)
   return concat(parts, "", 1, n)
 end
 
+-- receive(n)'s count as an integer, nil when LuaSocket rejects it
+-- (negative, NaN). A count no integer holds (math.huge) means as many bytes
+-- as come before the close or the timeout: LuaSocket converts it to size_t,
+-- which C leaves undefined (x86-64 makes it 0, arm64 the largest size_t).
+local function bytecount(n)
+  if n < 0 or n ~= n then return nil end
+  if n >= 0x1p63 then return math.maxinteger end
+  return floor(n)
+end
+
+-- receive's string patterns: LuaSocket 3.0 reads the letter after the "*"
+-- ("*line" is "*l"); the letter alone ("l", "a") is LuaSocket 3.1's form
+local PATTERN = { l = "line", a = "all" }
+local function patternkind(p)
+  return type(p) == "string" and PATTERN[match(p, "^%*?(.)") or ""]
+end
+
 function tcp.receive(self, pattern, prefix)
   local sock = self.sock
   if prefix == nil and self.buf == "" and type(pattern) == "number" and self.tt < 0 and sock then
     -- the common cases first: receive(n), nothing buffered, no total timeout
-    local n = pattern // 1
+    local n = bytecount(pattern) or 0
     if n > 0 then
       if self.tb ~= 0 then
         -- blocking (with or without a block timeout): the core reads n
@@ -663,8 +680,8 @@ function tcp.receive(self, pattern, prefix)
   end
   local n = tonumber(pattern)
   if n then
-    if n < 0 then error("bad argument #1 to 'receive' (invalid receive pattern)", 2) end
-    n = n // 1
+    n = bytecount(n)
+    if not n then error("bad argument #1 to 'receive' (invalid receive pattern)", 2) end
     if #prefix > 0 and n <= #prefix then return prefix end
     if not sock then return nil, "closed", prefix end
     if n == 0 then
@@ -678,11 +695,11 @@ function tcp.receive(self, pattern, prefix)
     end
     return recvraw(self, sock, n - #prefix, prefix, t0)
   end
-  pattern = pattern or "*l"
-  if pattern == "*l" or pattern == "l" then
+  local kind = patternkind(pattern or "*l")
+  if kind == "line" then
     if not sock then return nil, "closed", prefix end
     return recvline(self, sock, prefix, t0)
-  elseif pattern == "*a" or pattern == "a" then
+  elseif kind == "all" then
     if not sock then return nil, "closed", prefix end
     return recvall(self, sock, prefix, t0)
   end
@@ -784,9 +801,12 @@ local function udpresult(self, data, msg, code)
   return data
 end
 
+-- On a closed object LuaSocket's receive answers "" (its closed status
+-- reads as an empty datagram); receivefrom there formats an address that
+-- was never filled in, so this one says "closed" instead (API.md).
 function udp.receive(self, size)
   local sock = self.sock
-  if not sock then return nil, "closed" end
+  if not sock then return "" end
   if self.tt >= 0 then sock:settimeout(native(self, monotime())) end
   size = math.tointeger(tonumber(size)) or socket._DATAGRAMSIZE
   return udpresult(self, sock:recv(size))
@@ -803,9 +823,13 @@ function udp.receivefrom(self, size)
   return data
 end
 
+-- LuaSocket's word for a send on a closed UDP object (its "closed" error
+-- on UDP means the destination was not accepted)
+local REFUSED = "refused"
+
 function udp.send(self, data)
   local sock = self.sock
-  if not sock then return nil, "closed" end
+  if not sock then return nil, REFUSED end
   if self.tt >= 0 then sock:settimeout(native(self, monotime())) end
   local n, msg, code = sock:send(data)
   if not n then return nil, errstr(msg, code) end
@@ -813,10 +837,14 @@ function udp.send(self, data)
   return n
 end
 
--- sendto caches the address of the last (ip, port) it was given
+-- sendto caches the address of the last (ip, port) it was given. As in
+-- LuaSocket, the first sendto creates the descriptor only while the family
+-- is still unknown (socket.udp() never used); an object that had one and
+-- was closed stays closed: "refused".
 function udp.sendto(self, data, ip, port)
   if type(data) ~= "string" then error("bad argument #1 to 'sendto' (string expected)", 2) end
   if type(ip) ~= "string" then error("bad argument #2 to 'sendto' (string expected)", 2) end
+  if not self.sock and self.family ~= AF_UNSPEC then return nil, REFUSED end
   port = portarg(port)
   local addr = self.lastaddr
   if not (addr and self.lastip == ip and self.lastport == port) then
