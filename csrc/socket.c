@@ -60,6 +60,7 @@ bsd_socket *bsd_newsocket(lua_State *L, int fd, int family, int type, int protoc
   s->rdrained = 0;
   s->rsticky = 0;
   s->waited = 0;
+  s->loopfd = -1;
   luaL_setmetatable(L, BSD_SOCKET_MT);
   return s;
 }
@@ -404,27 +405,36 @@ static int sock_fromfd(lua_State *L) {
 
 /* ---- closing ---- */
 
-/* registry key of bsdsocket.loop's function that wakes the tasks waiting
-** on a socket being closed (S._setclosehook) */
-static const char closehookkey = 'c';
+/* registry key of the loop scheduler's bsd_closehook (loop.c) */
+const char bsd_closehookkey = 'c';
+
+/* A socket the loop has waited on is about to lose its descriptor (close,
+** collection, detach): the loop's scheduler forgets the registration while
+** the descriptor is still open, and queues the tasks waiting on it. */
+static void forget(lua_State *L, bsd_socket *s) {
+  if (s->waited && s->fd >= 0) {
+    s->waited = 0;
+    if (lua_rawgetp(L, LUA_REGISTRYINDEX, &bsd_closehookkey)
+        == LUA_TLIGHTUSERDATA) {
+      bsd_closehook *h = (bsd_closehook *)lua_touserdata(L, -1);
+      h->fn(L, h->ud, s, s->fd);
+    }
+    lua_pop(L, 1);
+  }
+  s->loopfd = -1;
+}
 
 /* Closes the descriptor; a task of the loop that waits on the socket is
 ** told, so its call ends with an error result instead of waiting forever
 ** on a descriptor the poller no longer watches. */
 static int closewith(lua_State *L, bsd_socket *s, int idx) {
   int fd = s->fd, r, err;
+  (void)idx;
   if (fd < 0) return 0;
+  forget(L, s);
   s->fd = -1;
   r = close(fd);
   err = errno;
-  if (s->waited) {
-    s->waited = 0;
-    if (lua_rawgetp(L, LUA_REGISTRYINDEX, &closehookkey) == LUA_TFUNCTION) {
-      lua_pushvalue(L, idx);
-      lua_call(L, 1, 0);
-    }
-    else lua_pop(L, 1);
-  }
   /* Linux frees the descriptor even when close reports EINTR */
   return r < 0 && err != EINTR ? err : 0;
 }
@@ -445,16 +455,10 @@ static int sock_toclose(lua_State *L) {
   return 0;
 }
 
-static int sock_setclosehook(lua_State *L) {
-  if (!lua_isnil(L, 1)) luaL_checktype(L, 1, LUA_TFUNCTION);
-  lua_settop(L, 1);
-  lua_rawsetp(L, LUA_REGISTRYINDEX, &closehookkey);
-  return 0;
-}
-
 static int sock_gc(lua_State *L) {
   bsd_socket *s = bsd_checksocket(L, 1);
   if (s->fd >= 0) {
+    forget(L, s);
     close(s->fd);
     s->fd = -1;
   }
@@ -463,6 +467,7 @@ static int sock_gc(lua_State *L) {
 
 static int sock_detach(lua_State *L) {
   bsd_socket *s = bsd_checkself(L);
+  forget(L, s);
   lua_pushinteger(L, s->fd);
   s->fd = -1;
   return 1;
@@ -1389,7 +1394,6 @@ static const luaL_Reg sock_funcs[] = {
   {"socket", sock_socket},
   {"socketpair", sock_socketpair},
   {"fromfd", sock_fromfd},
-  {"_setclosehook", sock_setclosehook},
   {NULL, NULL}
 };
 
