@@ -1069,30 +1069,75 @@ static int op_recv(lua_State *L, int status, lua_KContext ctx) {
   return r == BSD_IO_FINISHED ? 1 : r;
 }
 
-/* the fast path of recv(max) (see firsttry above). A socket whose queue a
-** short read found empty goes the full way (a task waits first there). The
+/* One recv(max) on s with no flags, as the fast paths make it: the
+** string (1), a result to return (its count), or 0 to go the full way. The
 ** short-read hint is kept as impl_recv keeps it; a try that would block
 ** sets it too, so that a task waits instead of trying again. */
+static int recvonce(lua_State *L, bsd_socket *s, size_t max) {
+  char small[RECV_SMALL];
+  char *buf = max <= sizeof small ? small : scratch(L, max);
+  ssize_t n = recv(s->fd, buf, max, 0);
+  int hinted = s->type == SOCK_STREAM && !s->rsticky
+               && (s->family == AF_INET || s->family == AF_INET6);
+  int r, err;
+  if (n >= 0) {
+    if (hinted && n > 0 && (size_t)n < max) s->rdrained = 1;
+    lua_pushlstring(L, buf, (size_t)n);
+    return 1;
+  }
+  err = errno;
+  if ((r = firstfail(L, s, "recv", err, BSD_WANT_READ)) != 0) return r;
+  if (hinted && err != EINTR) s->rdrained = 1;
+  return 0;
+}
+
+/* recv(max) in a task on a socket without a timeout whose queue a short
+** read found empty: wait for the loop's report at once, as yieldwait
+** would (a nil deadline under the yielded values, for ioresume)... */
+static int k_recvtask(lua_State *L, int status, lua_KContext ctx);
+
+static int yieldrecv(lua_State *L, bsd_socket *s) {
+  s->rdrained = 0;
+  s->want = BSD_WANT_READ;
+  s->waited = 1;
+  lua_pushnil(L);
+  lua_pushliteral(L, "bsdsocket.wait");
+  lua_pushvalue(L, 1);
+  lua_pushinteger(L, BSD_WANT_READ);
+  lua_pushnil(L);
+  return lua_yieldk(L, 4, 2, k_recvtask);
+}
+
+/* ...and once the loop says ready (true), read at once, without the I/O
+** loop's set-up. Anything else (a deadline, a cancel, a close) goes the
+** full way, which knows what the resumption means. */
+static int k_recvtask(lua_State *L, int status, lua_KContext ctx) {
+  bsd_socket *s = tagged(L, 1);
+  if (status == LUA_YIELD && s && s->fd >= 0 && s->timeout < 0
+      && lua_type(L, -1) == LUA_TBOOLEAN && lua_toboolean(L, -1)) {
+    size_t max = bsd_checkmaxbytes(L, 2);
+    int r;
+    lua_settop(L, 2);
+    if ((r = recvonce(L, s, max)) != 0) return r;
+    if (s->rdrained) return yieldrecv(L, s);
+    return op_recv(L, LUA_OK, 2);
+  }
+  return op_recv(L, status, ctx);
+}
+
+/* the fast path of recv(max) (see firsttry above). A socket whose queue a
+** short read found empty goes the full way (a task waits first there),
+** or, in a task on a socket without a timeout, waits at once. */
 static int sock_recv(lua_State *L) {
   if (lua_gettop(L) == 2) {
     bsd_socket *s = bsd_checkself(L);
     size_t max = bsd_checkmaxbytes(L, 2);
+    int r;
     if (!s->rdrained && firsttry(L, s)) {
-      char small[RECV_SMALL];
-      char *buf = max <= sizeof small ? small : scratch(L, max);
-      ssize_t n = recv(s->fd, buf, max, 0);
-      int hinted = s->type == SOCK_STREAM && (s->family == AF_INET || s->family == AF_INET6)
-                   && !s->rsticky;
-      int r, err;
-      if (n >= 0) {
-        if (hinted && n > 0 && (size_t)n < max) s->rdrained = 1;
-        lua_pushlstring(L, buf, (size_t)n);
-        return 1;
-      }
-      err = errno;
-      if ((r = firstfail(L, s, "recv", err, BSD_WANT_READ)) != 0) return r;
-      if (hinted && err != EINTR) s->rdrained = 1;
+      if ((r = recvonce(L, s, max)) != 0) return r;
     }
+    if (s->rdrained && s->fd_nonblock && s->timeout < 0 && intask(L))
+      return yieldrecv(L, s);
   }
   return op_recv(L, LUA_OK, lua_gettop(L));
 }
