@@ -33,6 +33,9 @@ typedef enum waitverdict { WAIT_READY, WAIT_TIMEDOUT, WAIT_NOWAIT, WAIT_INTERRUP
 
 /* registry keys: only their addresses matter */
 static const char scratchholderkey = 's';
+/* the scratch table: [1] the read buffer, [SCRATCH_WAITSTR] the string a
+** task yields to the loop */
+#define SCRATCH_WAITSTR 2
 static const char cancelkey = 'x';  /* loop.cancel's message, from ioresume to bsd_iorun */
 
 /* ---- objects ---- */
@@ -1101,7 +1104,7 @@ static int yieldrecv(lua_State *L, bsd_socket *s) {
   s->want = BSD_WANT_READ;
   s->waited = 1;
   lua_pushnil(L);
-  lua_pushliteral(L, "bsdsocket.wait");
+  lua_rawgeti(L, BSD_UV_SCRATCH, SCRATCH_WAITSTR);
   lua_pushvalue(L, 1);
   lua_pushinteger(L, BSD_WANT_READ);
   lua_pushnil(L);
@@ -1115,7 +1118,9 @@ static int k_recvtask(lua_State *L, int status, lua_KContext ctx) {
   bsd_socket *s = tagged(L, 1);
   if (status == LUA_YIELD && s && s->fd >= 0 && s->timeout < 0
       && lua_type(L, -1) == LUA_TBOOLEAN && lua_toboolean(L, -1)) {
-    size_t max = bsd_checkmaxbytes(L, 2);
+    /* sock_recv checked it before the first yield */
+    lua_Integer n = lua_tointeger(L, 2);
+    size_t max = n > BSD_RECV_MAX ? BSD_RECV_MAX : (size_t)n;
     int r;
     lua_settop(L, 2);
     if ((r = recvonce(L, s, max)) != 0) return r;
@@ -1447,7 +1452,9 @@ void bsd_pushmethodupvalues(lua_State *L) {
   lua_rawgetp(L, LUA_REGISTRYINDEX, &scratchholderkey);
   if (lua_isnil(L, -1)) {
     lua_pop(L, 1);
-    lua_createtable(L, 1, 0);
+    lua_createtable(L, 2, 0);
+    lua_pushliteral(L, "bsdsocket.wait");  /* what a task yields, at hand */
+    lua_rawseti(L, -2, SCRATCH_WAITSTR);
     lua_pushvalue(L, -1);
     lua_rawsetp(L, LUA_REGISTRYINDEX, &scratchholderkey);
   }
