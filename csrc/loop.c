@@ -854,8 +854,12 @@ static int l_halt(lua_State *L) {
 
 static int l_gc(lua_State *L) {
   sched *S = checksched(L);
-  lua_pushnil(L);
-  lua_rawsetp(L, LUA_REGISTRYINDEX, &bsd_closehookkey);
+  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &bsd_closehookkey) == LUA_TLIGHTUSERDATA
+      && lua_touserdata(L, -1) == (void *)&S->hook) {
+    lua_pushnil(L);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &bsd_closehookkey);
+  }
+  lua_pop(L, 1);
   resize(L, S->t, sizeof(task) * (size_t)S->tcap, 0);
   resize(L, S->heap, sizeof(int) * (size_t)S->hcap, 0);
   resize(L, S->slots, sizeof(slot) * (size_t)S->nslots, 0);
@@ -890,6 +894,11 @@ static int l_new(lua_State *L) {
   sched *S;
   luaL_checktype(L, 1, LUA_TTABLE);
   luaL_checktype(L, 2, LUA_TFUNCTION);
+  /* the sockets' close hook points at one scheduler */
+  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &bsd_closehookkey) != LUA_TNIL)
+    return luaL_error(L, "bsdsocket.loop's scheduler exists already "
+                      "(one per Lua state)");
+  lua_pop(L, 1);
   if (luaL_newmetatable(L, LOOP_MT)) {
     luaL_setfuncs(L, meta, 0);
     luaL_newlib(L, methods);
