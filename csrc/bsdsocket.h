@@ -64,8 +64,10 @@ typedef struct bsd_socket {
   unsigned char rsticky;
   /* a loop task has waited on it: closing it wakes the waiters */
   unsigned char waited;
-  /* the descriptor the loop's poller has for it (loop.c), else -1 */
+  /* the descriptor the loop's poller has for it (loop.c), else -1, and
+  ** which scheduler's poller that is */
   int loopfd;
+  unsigned loopid;
 } bsd_socket;
 
 /* marks a bsd_addr (see bsd_testaddr in addr.c) */

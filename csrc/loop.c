@@ -101,6 +101,7 @@ typedef struct sched {
   int nslots;
   int running, stopping;
   const char *waitstr;   /* "bsdsocket.wait", kept in UV_WAITSTR */
+  unsigned id;           /* which scheduler of the state (bsd_socket) */
   bsd_closehook hook;
 } sched;
 
@@ -111,6 +112,8 @@ enum { UV_COS = 1, UV_MSGS, UV_POLLER, UV_OUTCOME, UV_REPORT, UV_TASKS,
 /* what a task yields for sleep and join, and what a wait on a closed
 ** socket is resumed with: addresses known to loop.lua through fields */
 static const char sleepkey = 's', joinkey = 'j', closedkey = 'c';
+/* registry key of the number of schedulers made in this state */
+static const char schedidkey = 'n';
 
 /* ---- memory ---- */
 
@@ -515,8 +518,9 @@ static void dowait(lua_State *L, sched *S, int id, int nres) {
   ev = want == BSD_WANT_WRITE ? 1 : 0;
   sl = getslot(L, S, fd);
   if (s) {
-    if (s->loopfd != fd) {        /* a socket new to the loop */
+    if (s->loopfd != fd || s->loopid != S->id) {  /* new to the loop */
       s->loopfd = fd;
+      s->loopid = S->id;
       fresh = 1;
     }
     s->waited = 1;
@@ -892,13 +896,16 @@ static int l_new(lua_State *L) {
     {NULL, NULL}
   };
   sched *S;
+  unsigned id;
   luaL_checktype(L, 1, LUA_TTABLE);
   luaL_checktype(L, 2, LUA_TFUNCTION);
-  /* the sockets' close hook points at one scheduler */
-  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &bsd_closehookkey) != LUA_TNIL)
-    return luaL_error(L, "bsdsocket.loop's scheduler exists already "
-                      "(one per Lua state)");
+  /* a new scheduler (a reloaded bsdsocket.loop) takes the close hook
+  ** over, and knows no socket as registered: its id differs */
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &schedidkey);
+  id = (unsigned)lua_tointeger(L, -1) + 1;
   lua_pop(L, 1);
+  lua_pushinteger(L, (lua_Integer)id);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &schedidkey);
   if (luaL_newmetatable(L, LOOP_MT)) {
     luaL_setfuncs(L, meta, 0);
     luaL_newlib(L, methods);
@@ -910,6 +917,7 @@ static int l_new(lua_State *L) {
   S = (sched *)lua_newuserdatauv(L, sizeof(sched), NUV);
   memset(S, 0, sizeof *S);
   S->freelist = S->qhead = S->qtail = -1;
+  S->id = id;
   luaL_setmetatable(L, LOOP_MT);
   lua_insert(L, 1);               /* scheduler, outcome, report */
   lua_newtable(L);

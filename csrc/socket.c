@@ -64,6 +64,7 @@ bsd_socket *bsd_newsocket(lua_State *L, int fd, int family, int type, int protoc
   s->rsticky = 0;
   s->waited = 0;
   s->loopfd = -1;
+  s->loopid = 0;
   luaL_setmetatable(L, BSD_SOCKET_MT);
   return s;
 }
