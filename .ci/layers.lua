@@ -1,13 +1,13 @@
 -- Checks that the C sources call each other one way only:
 --   util <- {errors, resolver, buffer} <- addr <- socket <- {options, msg,
---   poller, zerocopy, tls} <- core
+--   poller, zerocopy, tls} <- loop <- core
 -- A file may use the bsd_* functions and variables defined in files of a
 -- lower layer (and its own); a use of a higher or same-layer file's symbol
 -- fails. Run by `make layers` (part of `make test`) from the project root.
 local layer = {
   util = 0, errors = 1, resolver = 1, buffer = 1, addr = 2, socket = 3,
   options = 4, msg = 4, poller = 4, tls = 4, zerocopy = 4,
-  core = 5,
+  loop = 5, core = 6,
 }
 
 local function read(path)

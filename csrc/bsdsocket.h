@@ -64,6 +64,10 @@ typedef struct bsd_socket {
   unsigned char rsticky;
   /* a loop task has waited on it: closing it wakes the waiters */
   unsigned char waited;
+  /* the descriptor the loop's poller has for it (loop.c), else -1, and
+  ** which scheduler's poller that is */
+  int loopfd;
+  unsigned loopid;
 } bsd_socket;
 
 /* marks a bsd_addr (see bsd_testaddr in addr.c) */
@@ -247,6 +251,15 @@ bsd_iostatus bsd_iosyscall(bsd_io *io, long n, int want);
 /* pushes io's failure result for err (as bsd_iorun does) */
 int bsd_ioerror(lua_State *L, bsd_io *io, int err);
 
+/* The loop's scheduler (loop.c) learns here that a socket it has waited
+** on loses its descriptor fd (still open during the call): a light
+** userdata to this struct in the registry under bsd_closehookkey. */
+typedef struct bsd_closehook {
+  void (*fn)(lua_State *L, void *ud, bsd_socket *s, int fd);
+  void *ud;
+} bsd_closehook;
+extern const char bsd_closehookkey;
+
 /* ---- options.c, msg.c, poller.c: methods and objects on sockets ---- */
 
 void bsd_open_options(lua_State *L);  /* setsockopt/getsockopt methods */
@@ -254,6 +267,24 @@ void bsd_open_msg(lua_State *L);      /* sendmsg/recvmsg, sendmmsg/recvmmsg */
 /* sendfile, splice (methods) and S.splice into table at top */
 void bsd_open_zerocopy(lua_State *L);
 void bsd_open_poller(lua_State *L);
+
+/* the poller's backend for loop.c, without Lua objects: a pushed poller;
+** ctl (op 'a' adds or replaces, 'd' removes) returns 0 or an errno; wait
+** returns the number of events or -1 (errno, EINTR included); event i's
+** descriptor and revents (poll(2) bits) */
+typedef struct bsd_poller bsd_poller;
+bsd_poller *bsd_poller_open(lua_State *L);
+int bsd_poller_ctl(lua_State *L, bsd_poller *p, int fd, unsigned ev, int op);
+int bsd_poller_waitfds(lua_State *L, bsd_poller *p, int ms);
+void bsd_poller_event(const bsd_poller *p, int i, int *fd, unsigned *revents);
+/* the events the loop registers for BSD_WANT_* bits: edge-triggered where
+** the backend has it (bsd_poller_isedge: registered once), else one-shot */
+unsigned bsd_poller_loopevents(int want);
+int bsd_poller_isedge(void);
+
+/* ---- loop.c: the scheduler under bsdsocket.loop ---- */
+
+void bsd_open_loop(lua_State *L);   /* core._scheduler into table at top */
 
 /* ---- capi: what other C modules (bsdsocket.tls) may call ----
 **

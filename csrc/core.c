@@ -131,6 +131,7 @@ LUAMOD_API int luaopen_bsdsocket_core(lua_State *L) {
   bsd_open_buffer(L);
   bsd_open_zerocopy(L);
   bsd_open_poller(L);
+  bsd_open_loop(L);
   bsd_open_capi(L);
   return 1;
 }

@@ -73,7 +73,7 @@ typedef struct pslot {      /* poll(2) backend: one registration */
   unsigned events;          /* cppcheck-suppress unusedStructMember */
 } pslot;
 
-typedef struct bsd_poller {
+struct bsd_poller {
   int closed;
   int n, pos;               /* results of the last wait; iterator position */
   int grow;                 /* the last wait filled the buffer */
@@ -90,7 +90,7 @@ typedef struct bsd_poller {
   int capres;
   struct pollfd *res;       /* wait's results: fd and revents */
 #endif
-} bsd_poller;
+};
 
 /* ---- memory, through the state's allocator ---- */
 
@@ -663,4 +663,48 @@ void bsd_open_poller(lua_State *L) {
     lua_pushinteger(L, bits[i].value);
     lua_setfield(L, -2, bits[i].name);
   }
+}
+
+/* ---- for the loop's scheduler (loop.c): the backend without Lua ---- */
+
+/* a new poller, pushed (raises when the kernel refuses one) */
+bsd_poller *bsd_poller_open(lua_State *L) {
+  lua_pushcfunction(L, poller_new);
+  lua_call(L, 0, 2);
+  if (lua_isnil(L, -2)) lua_error(L);  /* the message: poller <reason> */
+  lua_pop(L, 1);
+  return (bsd_poller *)lua_touserdata(L, -1);
+}
+
+/* 0 or an errno; op 'a' (add or replace), 'd' (remove) */
+int bsd_poller_ctl(lua_State *L, bsd_poller *p, int fd, unsigned ev, int op) {
+  return backend_ctl(L, p, fd, ev, op);
+}
+
+/* the number of events, or -1 with errno (EINTR included) */
+int bsd_poller_waitfds(lua_State *L, bsd_poller *p, int ms) {
+  p->n = p->pos = 0;
+  return backend_wait(L, p, ms);
+}
+
+void bsd_poller_event(const bsd_poller *p, int i, int *fd, unsigned *revents) {
+#ifdef BSD_EPOLL
+  *fd = p->ev[i].data.fd;
+  *revents = p->ev[i].events & EV_REPORT;
+#else
+  *fd = p->res[i].fd;
+  *revents = (unsigned short)p->res[i].revents;
+#endif
+}
+
+/* the events a loop registers: edge-triggered where the backend has it
+** (registered once), else one-shot (armed per wait) */
+unsigned bsd_poller_loopevents(int want) {
+  unsigned ev = (want & BSD_WANT_READ ? POLLIN | POLLPRI | POLLRDHUP : 0)
+                | (want & BSD_WANT_WRITE ? POLLOUT : 0);
+  return ev | (EV_EDGE ? EV_EDGE : EV_ONESHOT);
+}
+
+int bsd_poller_isedge(void) {
+  return EV_EDGE != 0;
 }

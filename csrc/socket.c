@@ -33,6 +33,9 @@ typedef enum waitverdict { WAIT_READY, WAIT_TIMEDOUT, WAIT_NOWAIT, WAIT_INTERRUP
 
 /* registry keys: only their addresses matter */
 static const char scratchholderkey = 's';
+/* the scratch table: [1] the read buffer, [SCRATCH_WAITSTR] the string a
+** task yields to the loop */
+#define SCRATCH_WAITSTR 2
 static const char cancelkey = 'x';  /* loop.cancel's message, from ioresume to bsd_iorun */
 
 /* ---- objects ---- */
@@ -60,6 +63,8 @@ bsd_socket *bsd_newsocket(lua_State *L, int fd, int family, int type, int protoc
   s->rdrained = 0;
   s->rsticky = 0;
   s->waited = 0;
+  s->loopfd = -1;
+  s->loopid = 0;
   luaL_setmetatable(L, BSD_SOCKET_MT);
   return s;
 }
@@ -404,27 +409,36 @@ static int sock_fromfd(lua_State *L) {
 
 /* ---- closing ---- */
 
-/* registry key of bsdsocket.loop's function that wakes the tasks waiting
-** on a socket being closed (S._setclosehook) */
-static const char closehookkey = 'c';
+/* registry key of the loop scheduler's bsd_closehook (loop.c) */
+const char bsd_closehookkey = 'c';
+
+/* A socket the loop has waited on is about to lose its descriptor (close,
+** collection, detach): the loop's scheduler forgets the registration while
+** the descriptor is still open, and queues the tasks waiting on it. */
+static void forget(lua_State *L, bsd_socket *s) {
+  if (s->waited && s->fd >= 0) {
+    s->waited = 0;
+    if (lua_rawgetp(L, LUA_REGISTRYINDEX, &bsd_closehookkey)
+        == LUA_TLIGHTUSERDATA) {
+      bsd_closehook *h = (bsd_closehook *)lua_touserdata(L, -1);
+      h->fn(L, h->ud, s, s->fd);
+    }
+    lua_pop(L, 1);
+  }
+  s->loopfd = -1;
+}
 
 /* Closes the descriptor; a task of the loop that waits on the socket is
 ** told, so its call ends with an error result instead of waiting forever
 ** on a descriptor the poller no longer watches. */
 static int closewith(lua_State *L, bsd_socket *s, int idx) {
   int fd = s->fd, r, err;
+  (void)idx;
   if (fd < 0) return 0;
+  forget(L, s);
   s->fd = -1;
   r = close(fd);
   err = errno;
-  if (s->waited) {
-    s->waited = 0;
-    if (lua_rawgetp(L, LUA_REGISTRYINDEX, &closehookkey) == LUA_TFUNCTION) {
-      lua_pushvalue(L, idx);
-      lua_call(L, 1, 0);
-    }
-    else lua_pop(L, 1);
-  }
   /* Linux frees the descriptor even when close reports EINTR */
   return r < 0 && err != EINTR ? err : 0;
 }
@@ -445,16 +459,10 @@ static int sock_toclose(lua_State *L) {
   return 0;
 }
 
-static int sock_setclosehook(lua_State *L) {
-  if (!lua_isnil(L, 1)) luaL_checktype(L, 1, LUA_TFUNCTION);
-  lua_settop(L, 1);
-  lua_rawsetp(L, LUA_REGISTRYINDEX, &closehookkey);
-  return 0;
-}
-
 static int sock_gc(lua_State *L) {
   bsd_socket *s = bsd_checksocket(L, 1);
   if (s->fd >= 0) {
+    forget(L, s);
     close(s->fd);
     s->fd = -1;
   }
@@ -463,6 +471,7 @@ static int sock_gc(lua_State *L) {
 
 static int sock_detach(lua_State *L) {
   bsd_socket *s = bsd_checkself(L);
+  forget(L, s);
   lua_pushinteger(L, s->fd);
   s->fd = -1;
   return 1;
@@ -1065,30 +1074,77 @@ static int op_recv(lua_State *L, int status, lua_KContext ctx) {
   return r == BSD_IO_FINISHED ? 1 : r;
 }
 
-/* the fast path of recv(max) (see firsttry above). A socket whose queue a
-** short read found empty goes the full way (a task waits first there). The
+/* One recv(max) on s with no flags, as the fast paths make it: the
+** string (1), a result to return (its count), or 0 to go the full way. The
 ** short-read hint is kept as impl_recv keeps it; a try that would block
 ** sets it too, so that a task waits instead of trying again. */
+static int recvonce(lua_State *L, bsd_socket *s, size_t max) {
+  char small[RECV_SMALL];
+  char *buf = max <= sizeof small ? small : scratch(L, max);
+  ssize_t n = recv(s->fd, buf, max, 0);
+  int hinted = s->type == SOCK_STREAM && !s->rsticky
+               && (s->family == AF_INET || s->family == AF_INET6);
+  int r, err;
+  if (n >= 0) {
+    if (hinted && n > 0 && (size_t)n < max) s->rdrained = 1;
+    lua_pushlstring(L, buf, (size_t)n);
+    return 1;
+  }
+  err = errno;
+  if ((r = firstfail(L, s, "recv", err, BSD_WANT_READ)) != 0) return r;
+  if (hinted && err != EINTR) s->rdrained = 1;
+  return 0;
+}
+
+/* recv(max) in a task on a socket without a timeout whose queue a short
+** read found empty: wait for the loop's report at once, as yieldwait
+** would (a nil deadline under the yielded values, for ioresume)... */
+static int k_recvtask(lua_State *L, int status, lua_KContext ctx);
+
+static int yieldrecv(lua_State *L, bsd_socket *s) {
+  s->rdrained = 0;
+  s->want = BSD_WANT_READ;
+  s->waited = 1;
+  lua_pushnil(L);
+  lua_rawgeti(L, BSD_UV_SCRATCH, SCRATCH_WAITSTR);
+  lua_pushvalue(L, 1);
+  lua_pushinteger(L, BSD_WANT_READ);
+  lua_pushnil(L);
+  return lua_yieldk(L, 4, 2, k_recvtask);
+}
+
+/* ...and once the loop says ready (true), read at once, without the I/O
+** loop's set-up. Anything else (a deadline, a cancel, a close) goes the
+** full way, which knows what the resumption means. */
+static int k_recvtask(lua_State *L, int status, lua_KContext ctx) {
+  bsd_socket *s = tagged(L, 1);
+  if (status == LUA_YIELD && s && s->fd >= 0 && s->timeout < 0
+      && lua_type(L, -1) == LUA_TBOOLEAN && lua_toboolean(L, -1)) {
+    /* sock_recv checked it before the first yield */
+    lua_Integer n = lua_tointeger(L, 2);
+    size_t max = n > BSD_RECV_MAX ? BSD_RECV_MAX : (size_t)n;
+    int r;
+    lua_settop(L, 2);
+    if ((r = recvonce(L, s, max)) != 0) return r;
+    if (s->rdrained) return yieldrecv(L, s);
+    return op_recv(L, LUA_OK, 2);
+  }
+  return op_recv(L, status, ctx);
+}
+
+/* the fast path of recv(max) (see firsttry above). A socket whose queue a
+** short read found empty goes the full way (a task waits first there),
+** or, in a task on a socket without a timeout, waits at once. */
 static int sock_recv(lua_State *L) {
   if (lua_gettop(L) == 2) {
     bsd_socket *s = bsd_checkself(L);
     size_t max = bsd_checkmaxbytes(L, 2);
+    int r;
     if (!s->rdrained && firsttry(L, s)) {
-      char small[RECV_SMALL];
-      char *buf = max <= sizeof small ? small : scratch(L, max);
-      ssize_t n = recv(s->fd, buf, max, 0);
-      int hinted = s->type == SOCK_STREAM && (s->family == AF_INET || s->family == AF_INET6)
-                   && !s->rsticky;
-      int r, err;
-      if (n >= 0) {
-        if (hinted && n > 0 && (size_t)n < max) s->rdrained = 1;
-        lua_pushlstring(L, buf, (size_t)n);
-        return 1;
-      }
-      err = errno;
-      if ((r = firstfail(L, s, "recv", err, BSD_WANT_READ)) != 0) return r;
-      if (hinted && err != EINTR) s->rdrained = 1;
+      if ((r = recvonce(L, s, max)) != 0) return r;
     }
+    if (s->rdrained && s->fd_nonblock && s->timeout < 0 && intask(L))
+      return yieldrecv(L, s);
   }
   return op_recv(L, LUA_OK, lua_gettop(L));
 }
@@ -1390,7 +1446,6 @@ static const luaL_Reg sock_funcs[] = {
   {"socket", sock_socket},
   {"socketpair", sock_socketpair},
   {"fromfd", sock_fromfd},
-  {"_setclosehook", sock_setclosehook},
   {NULL, NULL}
 };
 
@@ -1399,7 +1454,9 @@ void bsd_pushmethodupvalues(lua_State *L) {
   lua_rawgetp(L, LUA_REGISTRYINDEX, &scratchholderkey);
   if (lua_isnil(L, -1)) {
     lua_pop(L, 1);
-    lua_createtable(L, 1, 0);
+    lua_createtable(L, 2, 0);
+    lua_pushliteral(L, "bsdsocket.wait");  /* what a task yields, at hand */
+    lua_rawseti(L, -2, SCRATCH_WAITSTR);
     lua_pushvalue(L, -1);
     lua_rawsetp(L, LUA_REGISTRYINDEX, &scratchholderkey);
   }
