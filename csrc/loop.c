@@ -78,6 +78,7 @@ typedef struct task {
   int hidx;              /* its place in the heap, 0 when none */
   double deadline;
   unsigned long seq;     /* the order deadlines were set in */
+  unsigned mark;         /* in the chain that wakeall is resuming */
 } task;
 
 typedef struct slot {
@@ -102,6 +103,7 @@ typedef struct sched {
   int running, stopping;
   const char *waitstr;   /* "bsdsocket.wait", kept in UV_WAITSTR */
   unsigned id;           /* which scheduler of the state (bsd_socket) */
+  unsigned mark;         /* wakeall's last mark */
   bsd_closehook hook;
 } sched;
 
@@ -543,6 +545,7 @@ static void dowait(lua_State *L, sched *S, int id, int nres) {
   t->fd = fd;
   t->ev = (unsigned char)ev;
   t->next = sl->head[ev];
+  t->mark = 0;
   sl->head[ev] = id;
   err = registerfd(L, S, sl, fd, fresh);
   if (err) {
@@ -588,17 +591,25 @@ static void dojoin(lua_State *L, sched *S, int id, int nres) {
   if (d >= 0) settimer(L, S, id, d);
 }
 
-/* Resumes the tasks waiting on fd in direction ev: the chain is taken
-** whole first, so a task that waits again joins a new one. */
+/* Resumes the tasks waiting on fd in direction ev when the wake-up came:
+** marked first, then taken off the chain one at a time, so a task resumed
+** earlier may cancel, close or wake a later one (which leaves the chain
+** then), and a task that waits again (unmarked, at the head) is skipped. */
 static void wakeall(lua_State *L, sched *S, int fd, int ev) {
-  int id = S->slots[fd].head[ev];
-  S->slots[fd].head[ev] = -1;
-  while (id >= 0) {
-    int older = S->t[id].next;
+  unsigned mark = ++S->mark;
+  int id;
+  if (mark == 0) mark = ++S->mark;
+  for (id = S->slots[fd].head[ev]; id >= 0; id = S->t[id].next)
+    S->t[id].mark = mark;
+  for (;;) {
+    int *link = &S->slots[fd].head[ev];
+    while (*link >= 0 && S->t[*link].mark != mark) link = &S->t[*link].next;
+    if ((id = *link) < 0) break;
+    *link = S->t[id].next;
     S->t[id].next = -1;
+    S->t[id].mark = 0;
     cleartimer(S, id);
     resume(L, S, id, RV_TRUE);
-    id = older;
   }
 }
 
