@@ -10,10 +10,12 @@ real peer (openssl s_server or s_client, or Python's ssl module) and records
 what the peer sends. Each recording becomes seeds: as sent; with modes
 that leave the stream's hello as it was (sendall/recvall, hostname);
 delivered a few bytes at a time (mode bit 16); and with the peer's
-plain-text handshake records cut into fragments at odd lengths. Recording here, at build time,
-rather than committing seed files keeps the seeds in step with tls.c and
-the OpenSSL installed: a change to either changes the stream's hello, and an
-old recording then fails at the first Finished. Loopback only; every child
+plain-text handshake records cut into fragments at odd lengths.
+
+Recording here, at build time, rather than committing seed files keeps the
+seeds in step with tls.c and the OpenSSL installed: a change to either
+changes the stream's hello, and an old recording then fails at the first
+Finished; committed certificates would also expire. Loopback only; every child
 process is killed and waited for; a case that cannot be recorded fails the
 script.
 """
@@ -264,7 +266,8 @@ def refragment(stream, sizes=(1, 3, 7, 2, 11, 5)):
 CASES = [
     ("tls13", 0, "s_server", {"args": ["-www"]}),
     ("tls13-verify", VERIFY, "s_server", {"args": ["-www"]}),
-    ("tls13-alpn", VERIFY | ALPN, "s_server", {"args": ["-www", "-alpn", "h2"]}),
+    ("tls13-alpn", VERIFY | ALPN, "s_server",
+     {"args": ["-www", "-alpn", "h2"]}),
     ("tls12-server", VERIFY, "s_server", {"args": ["-www", "-tls1_2"]}),
     ("tls12-client", VERIFY | TLS12, "s_server", {"args": ["-www"]}),
     ("small-frags", VERIFY, "s_server",
@@ -274,7 +277,8 @@ CASES = [
     ("cert-required-12", VERIFY | TLS12, "s_server",
      {"args": ["-www", "-Verify", "1", "-verify_return_error"]}),
     ("no-cipher", 0, "s_server",
-     {"args": ["-www", "-tls1_3", "-ciphersuites", "TLS_AES_128_CCM_8_SHA256"]}),
+     {"args": ["-www", "-tls1_3",
+               "-ciphersuites", "TLS_AES_128_CCM_8_SHA256"]}),
     ("no-version", TLS12, "s_server", {"args": ["-www", "-tls1_3"]}),
     ("py-alpn", VERIFY | ALPN, "python", {"alpn": ["http/1.1"]}),
     ("py-tls12", VERIFY | ALPN, "python", {"alpn": ["h2"], "tls12": True}),
