@@ -63,8 +63,9 @@ def make_certs(d):
             "-out", p(name + ".pem"), "-days", "3650", "-extfile", ext)
 
 
-def relay(a, b, deadline):
-    """Copies both ways until both ends closed; returns what b sent."""
+def relay(a, b, deadline, on_first=None):
+    """Copies both ways until both ends closed; returns what b sent.
+    on_first() runs once, when b's first bytes have been passed on."""
     got = []
     sel = selectors.DefaultSelector()
     sel.register(a, selectors.EVENT_READ, b)
@@ -77,13 +78,16 @@ def relay(a, b, deadline):
                 data = src.recv(65536)
             except OSError:
                 data = b""
-            if src is b and data:
-                got.append(data)
             if data:
                 try:
                     dst.sendall(data)
                 except OSError:
                     pass
+                if src is b:
+                    got.append(data)
+                    if on_first:
+                        on_first()
+                        on_first = None
                 continue
             sel.unregister(src)
             open_ends -= 1
@@ -95,19 +99,24 @@ def relay(a, b, deadline):
     return b"".join(got)
 
 
-def listener():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    s.listen(4)
-    s.settimeout(LIMIT)
-    return s
-
-
 class Children:
-    """Child processes and threads, all ended by close()."""
+    """Child processes, threads and sockets, all ended by close()."""
 
     def __init__(self):
-        self.procs, self.threads = [], []
+        self.procs, self.threads, self.socks = [], [], []
+
+    def listener(self):
+        s = socket.socket()
+        self.socks.append(s)
+        s.bind(("127.0.0.1", 0))
+        s.listen(4)
+        s.settimeout(LIMIT)
+        return s, s.getsockname()[1]
+
+    def accept(self, lst):
+        c, _ = lst.accept()
+        self.socks.append(c)
+        return c
 
     def popen(self, cmd, **kw):
         p = subprocess.Popen(cmd, stdout=subprocess.PIPE,
@@ -129,6 +138,8 @@ class Children:
                 p.stdout.close()
         for t in self.threads:
             t.join(LIMIT)
+        for s in self.socks:
+            s.close()
 
 
 def quiet(fn):
@@ -152,6 +163,7 @@ def py_server(lst, d, opts):
     if opts.get("tls12"):
         ctx.maximum_version = ssl.TLSVersion.TLSv1_2
     conn, _ = lst.accept()
+    lst.close()
     conn.settimeout(LIMIT)
     with ctx.wrap_socket(conn, server_side=True) as s:
         req = b""
@@ -180,57 +192,75 @@ def py_client(port, d, opts):
                 pass
 
 
-def s_server(kids, d, args):
+def s_server(kids, d, opts):
+    """Starts s_server; returns its port and what starts its stdin lines."""
+    lines = opts.get("stdin")
     p = kids.popen(["openssl", "s_server", "-accept", "127.0.0.1:0",
                     "-naccept", "1", "-cert", os.path.join(d, "server.pem"),
-                    "-key", os.path.join(d, "server.key")] + args,
-                   stdin=subprocess.DEVNULL)
+                    "-key", os.path.join(d, "server.key")]
+                   + opts.get("args", []),
+                   stdin=subprocess.PIPE if lines else subprocess.DEVNULL)
     deadline = time.monotonic() + LIMIT
     while time.monotonic() < deadline:
         line = p.stdout.readline().decode(errors="replace")
         m = re.search(r"^ACCEPT .*:(\d+)", line)
         if m:
-            return int(m.group(1))
-        if not line:
             break
-    raise RuntimeError("s_server did not start: %s" % " ".join(args))
+        if not line:
+            raise RuntimeError("s_server did not start: %s" % opts)
+    threading.Thread(target=drain, args=(p.stdout,), daemon=True).start()
+
+    def typing():   # s_server commands (K: key update, r: renegotiate)
+        for text in lines:
+            time.sleep(0.3)
+            p.stdin.write(text)
+            p.stdin.flush()
+    return int(m.group(1)), (lambda: kids.thread(quiet(typing))) if lines \
+        else None
+
+
+def drain(f):
+    """Reads a child's output, so it never blocks on a full pipe."""
+    while f.read(4096):
+        pass
 
 
 def record(fuzzer, d, mode, peer, kind, opts):
     """Runs the target once against a real peer; returns what the peer sent."""
     kids = Children()
-    lst = listener()
+    fd, name = tempfile.mkstemp(prefix="fuzz_tls_mode")
+    os.write(fd, bytes([mode, 0]))
+    os.close(fd)
     try:
-        with tempfile.NamedTemporaryFile(delete=False) as f:
-            f.write(bytes([mode, 0]))
-        env = dict(os.environ, FUZZ_TLS_CONNECT=str(lst.getsockname()[1]),
-                   FUZZ_TLS_DIR=d)
+        lst, hport = kids.listener()
+        env = dict(os.environ, FUZZ_TLS_CONNECT=str(hport), FUZZ_TLS_DIR=d)
+        start = None
         if peer == "s_server":
-            port = s_server(kids, d, opts.get("args", []))
+            port, start = s_server(kids, d, opts)
         elif peer == "python" and not mode & SERVER:
-            plst = listener()
-            port = plst.getsockname()[1]
+            plst, port = kids.listener()
             kids.thread(py_server, plst, d, opts)
-        target = kids.popen([fuzzer, "-runs=1", "-detect_leaks=0", f.name],
-                           env=env)
-        h, _ = lst.accept()
+        target = kids.popen([fuzzer, "-runs=1", "-detect_leaks=0", name],
+                            env=env)
+        h = kids.accept(lst)
         if mode & SERVER:
-            plst = listener()
-            port = plst.getsockname()[1]
+            plst, port = kids.listener()
             if peer == "s_client":
-                kids.popen(["openssl", "s_client", "-connect",
-                            "127.0.0.1:%d" % port, "-servername",
-                            "fuzz.example", "-ign_eof"]
-                           + opts.get("args", []), stdin=subprocess.PIPE)
-                kids.procs[-1].stdin.write(REQUEST)
-                kids.procs[-1].stdin.close()
+                c = kids.popen(["openssl", "s_client", "-connect",
+                                "127.0.0.1:%d" % port, "-servername",
+                                "fuzz.example", "-ign_eof"]
+                               + opts.get("args", []), stdin=subprocess.PIPE)
+                c.stdin.write(REQUEST)
+                c.stdin.close()
+                threading.Thread(target=drain, args=(c.stdout,),
+                                 daemon=True).start()
             else:
                 kids.thread(py_client, port, d, opts)
-            p, _ = plst.accept()
-            plst.close()
+            p = kids.accept(plst)
         else:
             p = socket.create_connection(("127.0.0.1", port), LIMIT)
-        got = relay(h, p, time.monotonic() + LIMIT)
+            kids.socks.append(p)
+        got = relay(h, p, time.monotonic() + LIMIT, start)
         h.close()
         p.close()
         out, _ = target.communicate(timeout=LIMIT)
@@ -239,11 +269,10 @@ def record(fuzzer, d, mode, peer, kind, opts):
         if target.returncode != 0:
             raise RuntimeError("fuzz_tls failed recording %s:\n%s"
                                % (kind, out.decode(errors="replace")))
-        os.unlink(f.name)
         return got
     finally:
-        lst.close()
         kids.close()
+        os.unlink(name)
 
 
 def refragment(stream, sizes=(1, 3, 7, 2, 11, 5)):
@@ -280,6 +309,13 @@ CASES = [
      {"args": ["-www", "-tls1_3",
                "-ciphersuites", "TLS_AES_128_CCM_8_SHA256"]}),
     ("no-version", TLS12, "s_server", {"args": ["-www", "-tls1_3"]}),
+    # s_server's commands from stdin after the handshake: a TLS 1.3 key
+    # update that asks for one back, a TLS 1.2 renegotiation, then data
+    ("key-update", VERIFY, "s_server",
+     {"stdin": [b"K\n", b"after the key update, from s_server\n"]}),
+    ("renegotiate", VERIFY, "s_server",
+     {"args": ["-tls1_2"],
+      "stdin": [b"r\n", b"after renegotiation, from s_server\n"]}),
     ("py-alpn", VERIFY | ALPN, "python", {"alpn": ["http/1.1"]}),
     ("py-tls12", VERIFY | ALPN, "python", {"alpn": ["h2"], "tls12": True}),
     ("py-wrong-name", VERIFY, "python", {"cert": "other"}),
