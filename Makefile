@@ -113,15 +113,18 @@ valgrind: $(MODULE) $(TLS_MODULE)
 # libFuzzer targets (clang -fsanitize=fuzzer with ASan and UBSan), each run
 # for FUZZ_TIME seconds: fuzz_addr turns fuzzed strings and integers into
 # addresses, resolver hints and conversions through the module's Lua API;
-# fuzz_dns feeds random bytes to the DNS parser of examples/dns_query.lua.
+# fuzz_dns feeds random bytes to the DNS parser of examples/dns_query.lua
+# (a Lua line hook makes the parser's lines libFuzzer's coverage).
 # Prints the executions reached; a crash leaves build/fuzz/crash-* behind.
 FUZZ_CC    ?= clang
 FUZZ_TIME  ?= 60
 LUA_LIB    ?= $(shell pkg-config --libs lua$(LUA_VERSION) 2>/dev/null || echo -llua$(LUA_VERSION))
 FUZZ_FLAGS  = -g -O1 -pthread -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
               -D_GNU_SOURCE $(LUA_INC) -Icsrc
-# fuzz_tls (with OpenSSL's headers): random server bytes to a bsdsocket.tls
-# client handshake, through the module's whole path.
+# fuzz_tls (with OpenSSL's headers): a peer's bytes to a bsdsocket.tls client
+# or server, through the module's whole path, seeded with what openssl
+# s_server/s_client and Python's ssl sent it over loopback just before
+# (fuzz/tls_record.py). Prints executions and final cov/ft per target.
 FUZZ_TARGETS = addr dns $(if $(HAVE_OPENSSL),tls)
 
 build/fuzz/fuzz_tls: fuzz/fuzz_tls.c csrc/tls.c $(SRCS) $(HDRS)
@@ -135,13 +138,15 @@ build/fuzz/fuzz_%: fuzz/fuzz_%.c $(SRCS) $(HDRS)
 fuzz: $(FUZZ_TARGETS:%=build/fuzz/fuzz_%)
 	@mkdir -p $(FUZZ_TARGETS:%=build/fuzz/corpus-%)
 	$(LUA) fuzz/dns_seeds.lua build/fuzz/corpus-dns
+	$(if $(HAVE_OPENSSL),python3 fuzz/tls_record.py build/fuzz/fuzz_tls build/fuzz/tls build/fuzz/corpus-tls)
 	@for t in $(FUZZ_TARGETS); do \
 	  echo "== fuzz_$$t for $(FUZZ_TIME) s"; \
 	  if ! build/fuzz/fuzz_$$t -max_total_time=$(FUZZ_TIME) -timeout=10 -rss_limit_mb=2048 \
 	       -artifact_prefix=build/fuzz/ build/fuzz/corpus-$$t > build/fuzz/$$t.log 2>&1; then \
 	    tail -60 build/fuzz/$$t.log; echo "fuzz_$$t: FAILED (see build/fuzz/$$t.log)"; exit 1; \
 	  fi; \
-	  echo "fuzz_$$t: $$(grep -o 'Done [0-9]* runs in [0-9]* second(s)' build/fuzz/$$t.log | sed 's/Done \([0-9]*\) runs/\1 executions/')"; \
+	  echo "fuzz_$$t: $$(grep -o 'Done [0-9]* runs in [0-9]* second(s)' build/fuzz/$$t.log | sed 's/Done \([0-9]*\) runs/\1 executions/')," \
+	    "$$(grep DONE build/fuzz/$$t.log | grep -o 'cov: [0-9]* ft: [0-9]*')"; \
 	done
 
 # Static checks on csrc/: cppcheck and clang-tidy (.clang-tidy), both in the
