@@ -495,18 +495,15 @@ static int snirun(lua_State *L) {
 }
 
 /* SSL_set_SSL_CTX takes only the certificate from the chosen context:
-** the rest of what it says is set here. OpenSSL picked the version from
-** the ClientHello before SNI, so one outside the context's range is
-** refused (0) rather than switched. */
+** the rest of what it says is set here. Runs before OpenSSL picks the
+** version and the cipher. 0 when OpenSSL refused a setting. */
 static int switchctx(SSL *ssl, const tlsctx *c) {
   SSL_CTX *ctx = c->ctx;
-  int v = SSL_version(ssl);
   int min = (int)SSL_CTX_get_min_proto_version(ctx);
   int max = (int)SSL_CTX_get_max_proto_version(ctx);
   const char *suites = c->ciphersuites;
   const char *list = c->ciphers;
-  if ((min && v < min) || (max && v > max)) return 0;
-  SSL_set_SSL_CTX(ssl, ctx);
+  if (!SSL_set_SSL_CTX(ssl, ctx)) return 0;
   SSL_set_verify(ssl, SSL_CTX_get_verify_mode(ctx),
                  SSL_CTX_get_verify_callback(ctx));
   SSL_set_verify_depth(ssl, SSL_CTX_get_verify_depth(ctx));
@@ -520,35 +517,54 @@ static int switchctx(SSL *ssl, const tlsctx *c) {
          && SSL_set_cipher_list(ssl, list) == 1;
 }
 
-/* SNI on a server: sni = { [name] = ctx } or function(name) -> ctx. Runs
-** inside SSL_do_handshake, called from an op whose stream is at index 1;
-** the stream refuses its methods meanwhile (insni). */
-static int snicallback(SSL *ssl, int *alert, void *arg) {
+/* the host name of the ClientHello's server_name extension into buf
+** (size bytes), or 0 */
+static int helloname(SSL *ssl, char *buf, size_t size) {
+  const unsigned char *p;
+  size_t len, n;
+  if (!SSL_client_hello_get0_ext(ssl, TLSEXT_TYPE_server_name, &p, &len)
+      || len < 5 || (((size_t)p[0] << 8) | p[1]) + 2 != len
+      || p[2] != TLSEXT_NAMETYPE_host_name)
+    return 0;
+  n = ((size_t)p[3] << 8) | p[4];
+  if (n == 0 || n + 5 > len || n >= size || memchr(p + 5, '\0', n)) return 0;
+  memcpy(buf, p + 5, n);
+  buf[n] = '\0';
+  return 1;
+}
+
+/* SNI on a server: sni = { [name] = ctx } or function(name) -> ctx. A
+** ClientHello callback, so the switch comes before OpenSSL reads the
+** versions, ciphers and the rest (its servername callback comes after
+** some of them). Runs inside SSL_do_handshake, called from an op whose
+** stream is at index 1; the stream refuses its methods meanwhile. */
+static int hellocallback(SSL *ssl, int *alert, void *arg) {
   tlsstream *t = (tlsstream *)SSL_get_app_data(ssl);
   lua_State *L = t ? t->L : NULL;
-  const char *name = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
+  char name[256];
   tlsctx *other;
-  int top, st, r = SSL_TLSEXT_ERR_OK;
+  int top, st, r = SSL_CLIENT_HELLO_SUCCESS;
   (void)arg;
-  if (!L || !name || !lua_checkstack(L, 6)) return SSL_TLSEXT_ERR_OK;
+  if (!L || !helloname(ssl, name, sizeof name) || !lua_checkstack(L, 6))
+    return SSL_CLIENT_HELLO_SUCCESS;
   top = lua_gettop(L);
   lua_getiuservalue(L, 1, 2);              /* the context */
   lua_pushcfunction(L, snirun);
   if (lua_getiuservalue(L, -2, 1) != LUA_TTABLE && !lua_isfunction(L, -1)) {
     lua_settop(L, top);
-    return SSL_TLSEXT_ERR_OK;
+    return SSL_CLIENT_HELLO_SUCCESS;
   }
-  lua_pushlightuserdata(L, (void *)name);
+  lua_pushlightuserdata(L, name);
   t->insni = 1;
   st = lua_pcall(L, 2, 1, 0);
   t->insni = 0;
-  if (st != LUA_OK || t->closing) r = SSL_TLSEXT_ERR_ALERT_FATAL;
+  *alert = SSL_AD_HANDSHAKE_FAILURE;
+  if (st != LUA_OK || t->closing) r = SSL_CLIENT_HELLO_ERROR;
   else if ((other = (tlsctx *)luaL_testudata(L, -1, TLS_CTX_MT)) != NULL
            && other->ctx && other->server) {
     if (!switchctx(ssl, other)) {
       ERR_clear_error();
-      *alert = SSL_AD_PROTOCOL_VERSION;
-      r = SSL_TLSEXT_ERR_ALERT_FATAL;
+      r = SSL_CLIENT_HELLO_ERROR;
     }
     /* the stream keeps what its callbacks point into */
     else lua_setiuservalue(L, 1, 2);
@@ -685,7 +701,7 @@ static int tls_context(lua_State *L) {
     if (RAND_bytes(sid, (int)sizeof sid) != 1
         || !SSL_CTX_set_session_id_context(c->ctx, sid, sizeof sid))
       return configfail(L, "session id context", "ENOMEM");
-    SSL_CTX_set_tlsext_servername_callback(c->ctx, snicallback);
+    SSL_CTX_set_client_hello_cb(c->ctx, hellocallback, NULL);
     if (alpnlen > 0) SSL_CTX_set_alpn_select_cb(c->ctx, alpnselect, c);
   }
   else if (alpnlen > 0
