@@ -831,7 +831,8 @@ static int tls_wrap(lua_State *L) {
   servername = wrapname(L, "servername", sbuf);
   hostname = wrapname(L, "hostname", hbuf);
   session = wrapopt(L, "session", &sesslen);
-  sni = servername && !isliteral(servername) ? servername : NULL;  /* names only */
+  /* SNI is for names only */
+  sni = servername && !isliteral(servername) ? servername : NULL;
   if (!sni && hostname && !isliteral(hostname)) sni = hostname;
   lua_settop(L, 3);
   t = (tlsstream *)lua_newuserdatauv(L, sizeof(tlsstream), 2);  /* index 4 */
