@@ -582,6 +582,22 @@ describe("bsdsocket.tls security", function()
       end)
     end)
 
+    it("out of tasks too, recvall and sendall end with their partial data or count", function()
+      tls_pair(function(st, ct)
+        assert(ct:sendall("0123456789"))
+        st:settimeout(0.3)
+        local r = table.pack(st:recvall(100))
+        assert.equal(4, r.n)
+        assert.same({ nil, "ETIMEDOUT", "0123456789" }, { r[1], r[3], r[4] })
+        ct:settimeout(0.3)
+        r = table.pack(ct:sendall(string.rep("x", 16 << 20)))
+        assert.equal(4, r.n)
+        assert.is_nil(r[1])
+        assert.equal("ETIMEDOUT", r[3])
+        assert.is_true(math.type(r[4]) == "integer" and r[4] > 0 and r[4] < 16 << 20)
+      end)
+    end)
+
     -- a peer in a child process: accepts, waits 0.7 s before its
     -- handshake, 0.7 s more before it sends
     local function slow_peer()
