@@ -14,16 +14,20 @@
 ** cleared on every call.
 */
 #include <arpa/inet.h>
+#include <ctype.h>
 #include <errno.h>
+#include <limits.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
 #include <openssl/err.h>
 #include <openssl/pem.h>
+#include <openssl/rand.h>
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 
@@ -46,6 +50,10 @@ typedef struct tlsctx {
   int verify;           /* 0 off, 1 verify a certificate given, 2 require one */
   const unsigned char *alpn;  /* wire form, a string in user value 2 */
   size_t alpnlen;
+  /* what an SNI switch to this context must set on the connection, which
+  ** SSL_set_SSL_CTX leaves as the first context made it; the strings
+  ** live in user values 3 and 4 */
+  const char *ciphers, *ciphersuites;
 } tlsctx;
 
 typedef struct tlsstream {
@@ -59,6 +67,8 @@ typedef struct tlsstream {
   int nowait;           /* the BIO sends with MSG_DONTWAIT (close) */
   int lasterr;          /* errno of the BIO's last failed call */
   int eof;              /* the BIO read EOF */
+  int insni;            /* its SNI function runs: no re-entry */
+  int closing;          /* closed from there: closes when it returns */
   char name[256];       /* the name verified (client), for messages */
 } tlsstream;
 
@@ -414,6 +424,16 @@ static int fileproblem(lua_State *L, const char *opt, const char *path) {
   return configfail(L, lua_tostring(L, -1), "EINVAL");
 }
 
+/* OpenSSL reads a capath only when it looks a certificate up: one that
+** is not there would pass silently. 0 with errno set when not a dir. */
+static int isdir(const char *path) {
+  struct stat st;
+  if (stat(path, &st) != 0) return 0;
+  if (S_ISDIR(st.st_mode)) return 1;
+  errno = ENOTDIR;
+  return 0;
+}
+
 static int pwcallback(char *buf, int size, int rwflag, void *u) {
   const char *pw = (const char *)u;
   size_t len;
@@ -462,32 +482,105 @@ static int alpnselect(SSL *ssl, const unsigned char **out, unsigned char *outlen
   return SSL_TLSEXT_ERR_OK;
 }
 
-/* SNI on a server: sni = { [name] = ctx } or function(name) -> ctx. Runs
-** inside SSL_do_handshake, called from an op whose stream is at index 1. */
-static int snicallback(SSL *ssl, int *alert, void *arg) {
+/* sni[name] or sni(name), under lua_pcall: an error there (an __index
+** that raises, the function's own) fails the handshake instead of
+** unwinding through OpenSSL's frames */
+static int snirun(lua_State *L) {
+  const char *name = (const char *)lua_touserdata(L, 2);
+  lua_settop(L, 1);
+  lua_pushstring(L, name);
+  if (lua_type(L, 1) == LUA_TTABLE) lua_gettable(L, 1);
+  else lua_call(L, 1, 1);
+  return 1;
+}
+
+/* SSL_set_SSL_CTX takes only the certificate from the chosen context:
+** the rest of what it says is set here. Runs before OpenSSL picks the
+** version and the cipher. 0 when OpenSSL refused a setting. */
+static int switchctx(SSL *ssl, const tlsctx *c) {
+  SSL_CTX *ctx = c->ctx;
+  int min = (int)SSL_CTX_get_min_proto_version(ctx);
+  int max = (int)SSL_CTX_get_max_proto_version(ctx);
+  const char *suites = c->ciphersuites;
+  const char *list = c->ciphers;
+  if (!SSL_set_SSL_CTX(ssl, ctx)) return 0;
+  SSL_set_verify(ssl, SSL_CTX_get_verify_mode(ctx),
+                 SSL_CTX_get_verify_callback(ctx));
+  SSL_set_verify_depth(ssl, SSL_CTX_get_verify_depth(ctx));
+  SSL_clear_options(ssl, ~SSL_CTX_get_options(ctx));
+  SSL_set_options(ssl, SSL_CTX_get_options(ctx));
+  if (!SSL_set_min_proto_version(ssl, min)
+      || !SSL_set_max_proto_version(ssl, max)) return 0;
+  if (!suites) suites = OSSL_default_ciphersuites();
+  if (!list) list = OSSL_default_cipher_list();
+  return SSL_set_ciphersuites(ssl, suites) == 1
+         && SSL_set_cipher_list(ssl, list) == 1;
+}
+
+/* the host name of the ClientHello's server_name extension into buf
+** (size bytes), or 0 */
+static int helloname(SSL *ssl, char *buf, size_t size) {
+  const unsigned char *p;
+  size_t len, n;
+  if (!SSL_client_hello_get0_ext(ssl, TLSEXT_TYPE_server_name, &p, &len)
+      || len < 5 || (((size_t)p[0] << 8) | p[1]) + 2 != len
+      || p[2] != TLSEXT_NAMETYPE_host_name)
+    return 0;
+  n = ((size_t)p[3] << 8) | p[4];
+  if (n == 0 || n + 5 > len || n >= size || memchr(p + 5, '\0', n)) return 0;
+  memcpy(buf, p + 5, n);
+  buf[n] = '\0';
+  return 1;
+}
+
+/* SNI on a server: sni = { [name] = ctx } or function(name) -> ctx. A
+** ClientHello callback, so the switch comes before OpenSSL reads the
+** versions, ciphers and the rest (its servername callback comes after
+** some of them). Runs inside SSL_do_handshake, called from an op whose
+** stream is at index 1; the stream refuses its methods meanwhile. */
+static int hellocallback(SSL *ssl, int *alert, void *arg) {
   tlsstream *t = (tlsstream *)SSL_get_app_data(ssl);
   lua_State *L = t ? t->L : NULL;
-  const char *name = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
+  char name[256];
   tlsctx *other;
-  int top, r = SSL_TLSEXT_ERR_OK;
-  (void)arg; (void)alert;
-  if (!L || !name || !lua_checkstack(L, 6)) return SSL_TLSEXT_ERR_OK;
+  int top, st, r = SSL_CLIENT_HELLO_SUCCESS;
+  (void)arg;
+  if (!L || !helloname(ssl, name, sizeof name) || !lua_checkstack(L, 6))
+    return SSL_CLIENT_HELLO_SUCCESS;
   top = lua_gettop(L);
   lua_getiuservalue(L, 1, 2);              /* the context */
-  lua_getiuservalue(L, -1, 1);             /* its sni option */
-  if (lua_type(L, -1) == LUA_TTABLE) lua_getfield(L, -1, name);
-  else if (lua_type(L, -1) == LUA_TFUNCTION) {
-    lua_pushstring(L, name);
-    if (lua_pcall(L, 1, 1, 0) != LUA_OK) r = SSL_TLSEXT_ERR_ALERT_FATAL;
+  lua_pushcfunction(L, snirun);
+  if (lua_getiuservalue(L, -2, 1) != LUA_TTABLE && !lua_isfunction(L, -1)) {
+    lua_settop(L, top);
+    return SSL_CLIENT_HELLO_SUCCESS;
   }
-  else lua_pushnil(L);
-  if (r == SSL_TLSEXT_ERR_OK && (other = (tlsctx *)luaL_testudata(L, -1, TLS_CTX_MT)) != NULL
-      && other->ctx && other->server) {
-    SSL_set_SSL_CTX(ssl, other->ctx);
-    lua_setiuservalue(L, 1, 2);  /* the stream keeps what its callbacks point into */
+  lua_pushlightuserdata(L, name);
+  t->insni = 1;
+  st = lua_pcall(L, 2, 1, 0);
+  t->insni = 0;
+  *alert = SSL_AD_HANDSHAKE_FAILURE;
+  if (st != LUA_OK || t->closing) r = SSL_CLIENT_HELLO_ERROR;
+  else if ((other = (tlsctx *)luaL_testudata(L, -1, TLS_CTX_MT)) != NULL
+           && other->ctx && other->server) {
+    if (!switchctx(ssl, other)) {
+      ERR_clear_error();
+      r = SSL_CLIENT_HELLO_ERROR;
+    }
+    /* the stream keeps what its callbacks point into */
+    else lua_setiuservalue(L, 1, 2);
   }
   lua_settop(L, top);
   return r;
+}
+
+/* s (an option's string, or NULL) kept in user value uv of the context
+** at index 2, for as long as the context lives */
+static const char *keepstring(lua_State *L, const char *s, int uv) {
+  if (!s) return NULL;
+  lua_pushstring(L, s);
+  s = lua_tostring(L, -1);
+  lua_setiuservalue(L, 2, uv);
+  return s;
 }
 
 static int tls_context(lua_State *L) {
@@ -504,11 +597,12 @@ static int tls_context(lua_State *L) {
   luaL_checktype(L, 1, LUA_TTABLE);
   lua_settop(L, 1);
   checkoptions(L, 1);
-  c = (tlsctx *)lua_newuserdatauv(L, sizeof(tlsctx), 2);  /* index 2 */
+  c = (tlsctx *)lua_newuserdatauv(L, sizeof(tlsctx), 4);  /* index 2 */
   c->ctx = NULL;
   c->alpn = NULL;
   c->alpnlen = 0;
   c->server = 0;
+  c->ciphers = c->ciphersuites = NULL;
   luaL_setmetatable(L, TLS_CTX_MT);
   s = optstring(L, 1, "mode");
   if (s && strcmp(s, "server") == 0) c->server = 1;
@@ -533,6 +627,9 @@ static int tls_context(lua_State *L) {
   lua_pop(L, 2);
   lua_getfield(L, 1, "verify_depth");
   depth = lua_isnil(L, -1) ? -1 : (int)luaL_checkinteger(L, -1);
+  if (!lua_isnil(L, -1) && (lua_tointeger(L, -1) < 0
+                            || lua_tointeger(L, -1) > INT_MAX))
+    luaL_error(L, "tls.context: option 'verify_depth' must be 0 or more");
   lua_pop(L, 1);
   lua_getfield(L, 1, "sni");
   if (!lua_isnil(L, -1) && !lua_istable(L, -1) && !lua_isfunction(L, -1))
@@ -554,12 +651,19 @@ static int tls_context(lua_State *L) {
     return configfail(L, "min_version/max_version", "EINVAL");
   if ((s = optstring(L, 1, "ciphers")) && SSL_CTX_set_cipher_list(c->ctx, s) != 1)
     return configfail(L, "ciphers", "EINVAL");
+  c->ciphers = keepstring(L, s, 3);
   if ((s = optstring(L, 1, "ciphersuites")) && SSL_CTX_set_ciphersuites(c->ctx, s) != 1)
     return configfail(L, "ciphersuites", "EINVAL");
+  c->ciphersuites = keepstring(L, s, 4);
   if (c->verify) {
     SSL_CTX_set_verify(c->ctx, SSL_VERIFY_PEER
                        | (c->verify == 2 ? SSL_VERIFY_FAIL_IF_NO_PEER_CERT : 0), NULL);
     if (depth >= 0) SSL_CTX_set_verify_depth(c->ctx, depth);
+  }
+  if (capath && !isdir(capath)) {
+    int err = errno;
+    lua_pushfstring(L, "tls.context capath %s", capath);
+    return capi(L)->pusherror(L, lua_tostring(L, -1), NULL, err);
   }
   if (cafile || capath) {
     if (SSL_CTX_load_verify_locations(c->ctx, cafile, capath) != 1)
@@ -590,9 +694,14 @@ static int tls_context(lua_State *L) {
   if (c->server && !(certfile || cert))
     luaL_error(L, "tls.context: a server needs 'certfile' or 'cert'");
   if (c->server) {
-    /* resumption with client certificates needs a session id context */
-    SSL_CTX_set_session_id_context(c->ctx, (const unsigned char *)"bsdsocket", 9);
-    SSL_CTX_set_tlsext_servername_callback(c->ctx, snicallback);
+    /* resumption with client certificates needs a session id context;
+    ** one of its own per context, so that a session made under one
+    ** context is never resumed under another an SNI switch picked */
+    unsigned char sid[SSL_MAX_SID_CTX_LENGTH];
+    if (RAND_bytes(sid, (int)sizeof sid) != 1
+        || !SSL_CTX_set_session_id_context(c->ctx, sid, sizeof sid))
+      return configfail(L, "session id context", "ENOMEM");
+    SSL_CTX_set_client_hello_cb(c->ctx, hellocallback, NULL);
     if (alpnlen > 0) SSL_CTX_set_alpn_select_cb(c->ctx, alpnselect, c);
   }
   else if (alpnlen > 0
@@ -613,6 +722,8 @@ static tlsstream *checkstream(lua_State *L, int idx) {
 static tlsstream *checkopen(lua_State *L) {
   tlsstream *t = checkstream(L, 1);
   if (!t->ssl || t->s->fd < 0) luaL_error(L, "attempt to use a closed TLS stream");
+  if (t->insni)
+    luaL_error(L, "attempt to use a TLS stream inside its own SNI function");
   t->L = L;
   return t;
 }
@@ -641,14 +752,62 @@ static int peeraddress(bsd_socket *s, char *buf, size_t size) {
   return 0;
 }
 
-static const char *wrapopt(lua_State *L, const char *name) {
+static const char *wrapopt(lua_State *L, const char *name, size_t *len) {
   const char *s = NULL;
   if (lua_isnoneornil(L, 3)) return NULL;
   lua_getfield(L, 3, name);
-  if (lua_type(L, -1) == LUA_TSTRING) s = lua_tostring(L, -1);
+  if (lua_type(L, -1) == LUA_TSTRING) s = lua_tolstring(L, -1, len);
   else if (!lua_isnil(L, -1)) luaL_error(L, "tls.wrap: option '%s' must be a string", name);
   lua_pop(L, 1);  /* the options table keeps the string */
   return s;
+}
+
+/* a host name: dot-separated labels of 1..63 letters, digits, '-', '_' */
+static int validname(const char *p) {
+  size_t label = 0;
+  for (; *p; p++) {
+    unsigned char ch = (unsigned char)*p;
+    if (ch == '.') {
+      if (label == 0) return 0;
+      label = 0;
+    }
+    else if ((ch < 128 && (isalnum(ch) || ch == '-' || ch == '_'))
+             && ++label <= 63) continue;
+    else return 0;
+  }
+  return label > 0;
+}
+
+static const char *badname(lua_State *L, const char *opt, const char *why) {
+  luaL_argerror(L, 3, lua_pushfstring(L, "option '%s': %s", opt, why));
+  return NULL;
+}
+
+/* servername/hostname into buf (256 bytes): a host name (a trailing dot
+** dropped: "localhost." is "localhost", in SNI too) or an address
+** literal ("[::1]" is "::1"), or NULL when not given. Anything else
+** raises: an empty name must never mean "verify no name". */
+static const char *wrapname(lua_State *L, const char *opt, char *buf) {
+  size_t len = 0;
+  const char *s = wrapopt(L, opt, &len);
+  if (!s) return NULL;
+  if (memchr(s, '\0', len)) return badname(L, opt, "contains a NUL");
+  if (len > 2 && s[0] == '[' && s[len - 1] == ']' && len - 2 < 256) {
+    memcpy(buf, s + 1, len - 2);
+    buf[len - 2] = '\0';
+    if (strchr(buf, ':') && isliteral(buf)) return buf;
+    return badname(L, opt, "brackets hold an IPv6 address only");
+  }
+  if (len > 0 && s[len - 1] == '.') len--;
+  if (len == 0)
+    return badname(L, opt, "empty name (only verify = false turns "
+                          "verification off)");
+  if (len > 253) return badname(L, opt, "longer than 253 bytes");
+  memcpy(buf, s, len);
+  buf[len] = '\0';
+  if (!isliteral(buf) && !validname(buf))
+    return badname(L, opt, "not a valid host name");
+  return buf;
 }
 
 /* tls.wrap(sock, ctx [, {servername =, hostname =, session =}]) */
@@ -657,7 +816,9 @@ static int tls_wrap(lua_State *L) {
   bsd_socket *s = api->testsocket(L, 1), *own;
   tlsctx *c = checkctx(L, 2);
   tlsstream *t;
-  const char *servername, *hostname, *session;
+  const char *servername, *hostname, *session, *sni;
+  char sbuf[256], hbuf[256];
+  size_t sesslen = 0;
   BIO *bio;
   if (!s) return luaL_typeerror(L, 1, BSD_SOCKET_MT);
   if (s->fd < 0) return luaL_argerror(L, 1, "attempt to wrap a closed socket");
@@ -667,10 +828,12 @@ static int tls_wrap(lua_State *L) {
   if (islisting(s->fd))
     return luaL_argerror(L, 1, "connected socket expected, got a listening one");
   if (!lua_isnoneornil(L, 3)) luaL_checktype(L, 3, LUA_TTABLE);
-  servername = wrapopt(L, "servername");
-  hostname = wrapopt(L, "hostname");
-  session = wrapopt(L, "session");
-  if (servername && isliteral(servername)) servername = NULL;  /* SNI is for names */
+  servername = wrapname(L, "servername", sbuf);
+  hostname = wrapname(L, "hostname", hbuf);
+  session = wrapopt(L, "session", &sesslen);
+  /* SNI is for names only */
+  sni = servername && !isliteral(servername) ? servername : NULL;
+  if (!sni && hostname && !isliteral(hostname)) sni = hostname;
   lua_settop(L, 3);
   t = (tlsstream *)lua_newuserdatauv(L, sizeof(tlsstream), 2);  /* index 4 */
   memset(t, 0, sizeof *t);
@@ -700,8 +863,7 @@ static int tls_wrap(lua_State *L) {
   if (c->server) SSL_set_accept_state(t->ssl);
   else {
     const char *verifyname = hostname ? hostname : servername;
-    if (!servername && hostname && !isliteral(hostname)) servername = hostname;
-    if (servername) SSL_set_tlsext_host_name(t->ssl, servername);
+    if (sni) SSL_set_tlsext_host_name(t->ssl, sni);
     if (!verifyname && c->verify) {
       if (!peeraddress(own, t->name, sizeof t->name))
         return luaL_error(L, "tls.wrap: no name to verify the peer against "
@@ -715,7 +877,10 @@ static int tls_wrap(lua_State *L) {
         int ok;
         if (isliteral(t->name)) ok = X509_VERIFY_PARAM_set1_ip_asc(param, t->name);
         else {
-          X509_VERIFY_PARAM_set_hostflags(param, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
+          /* SANs only, as browsers: never the subject's CN */
+          X509_VERIFY_PARAM_set_hostflags(param,
+              X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS
+              | X509_CHECK_FLAG_NEVER_CHECK_SUBJECT);
           ok = SSL_set1_host(t->ssl, t->name);
         }
         if (ok != 1) {
@@ -726,16 +891,11 @@ static int tls_wrap(lua_State *L) {
     }
     if (session) {
       const unsigned char *p = (const unsigned char *)session;
-      size_t len;
-      SSL_SESSION *sess;
-      lua_getfield(L, 3, "session");
-      lua_tolstring(L, -1, &len);
-      sess = d2i_SSL_SESSION(NULL, &p, (long)len);
+      SSL_SESSION *sess = d2i_SSL_SESSION(NULL, &p, (long)sesslen);
       if (sess) {  /* a bad one only costs a full handshake */
         SSL_set_session(t->ssl, sess);
         SSL_SESSION_free(sess);
       }
-      lua_pop(L, 1);
     }
     SSL_set_connect_state(t->ssl);
   }
@@ -755,25 +915,39 @@ typedef struct tlsop {
   size_t max, got;
 } tlsop;
 
-/* the handshake first, whichever call runs it: PROGRESS once done */
-static bsd_iostatus handshake(tlsstream *t, bsd_io *io, tlsop *op) {
+static int closenow(lua_State *L, tlsstream *t);
+
+/* The handshake first, whichever call runs it: DONE once done, and the
+** call goes on with the same deadline (a timeout covers the whole call).
+** A close from the SNI function takes effect here, once it returned. */
+static bsd_iostatus handshake(lua_State *L, tlsstream *t, bsd_io *io,
+                              tlsop *op) {
   int r;
   ERR_clear_error();
   t->lasterr = 0;
   r = SSL_do_handshake(t->ssl);
+  io->call = "tls handshake";
+  if (t->closing) {
+    ERR_clear_error();
+    closenow(L, t);
+    op->f.code = "TLS_HANDSHAKE";
+    op->f.reason = "stream closed by its SNI function";
+    op->f.verify = X509_V_OK;
+    io->err = EPROTO;
+    return BSD_IO_FAIL;
+  }
   if (r == 1) {
     t->handshaken = 1;
     io->call = op->call;
-    return BSD_IO_PROGRESS;
+    return BSD_IO_DONE;
   }
-  io->call = "tls handshake";
   return sslstatus(t, io, &op->f, r);
 }
 
 static bsd_iostatus impl_handshake(lua_State *L, bsd_io *io) {
   tlsstream *t = stream(L);
   if (t->handshaken) return BSD_IO_DONE;
-  return handshake(t, io, (tlsop *)io->data);
+  return handshake(L, t, io, (tlsop *)io->data);
 }
 
 /* one SSL_write of what is left: BSD_IO_PROGRESS once some of it went */
@@ -793,7 +967,8 @@ static bsd_iostatus impl_send(lua_State *L, bsd_io *io) {
   tlsstream *t = stream(L);
   tlsop *op = (tlsop *)io->data;
   bsd_iostatus st;
-  if (!t->handshaken) return handshake(t, io, op);  /* PROGRESS when done: then the write */
+  if (!t->handshaken && (st = handshake(L, t, io, op)) != BSD_IO_DONE)
+    return st;
   st = writesome(t, io, op);
   return st == BSD_IO_PROGRESS ? BSD_IO_DONE : st;
 }
@@ -803,7 +978,8 @@ static bsd_iostatus impl_sendall(lua_State *L, bsd_io *io) {
   tlsstream *t = stream(L);
   tlsop *op = (tlsop *)io->data;
   bsd_iostatus st;
-  if (!t->handshaken) return handshake(t, io, op);
+  if (!t->handshaken && (st = handshake(L, t, io, op)) != BSD_IO_DONE)
+    return st;
   if ((st = writesome(t, io, op)) != BSD_IO_PROGRESS) return st;
   io->kctx = (lua_KContext)op->done;
   return op->done >= op->len ? BSD_IO_DONE : BSD_IO_PROGRESS;
@@ -814,7 +990,8 @@ static bsd_iostatus impl_recv(lua_State *L, bsd_io *io) {
   tlsop *op = (tlsop *)io->data;
   bsd_iostatus st;
   int r;
-  if (!t->handshaken) return handshake(t, io, op);
+  if (!t->handshaken && (st = handshake(L, t, io, op)) != BSD_IO_DONE)
+    return st;
   if (op->max == 0) return BSD_IO_DONE;
   ERR_clear_error();
   t->lasterr = 0;
@@ -835,8 +1012,10 @@ static bsd_iostatus impl_recvall(lua_State *L, bsd_io *io) {
   tlsstream *t = stream(L);
   tlsop *op = (tlsop *)io->data;
   size_t cap = lua_rawlen(L, 3), n;
+  bsd_iostatus st;
   int r;
-  if (!t->handshaken) return handshake(t, io, op);
+  if (!t->handshaken && (st = handshake(L, t, io, op)) != BSD_IO_DONE)
+    return st;
   if (op->got >= op->max) return BSD_IO_DONE;
   if (op->got == cap) {
     size_t ncap = cap * 2;
@@ -851,7 +1030,7 @@ static bsd_iostatus impl_recvall(lua_State *L, bsd_io *io) {
   t->lasterr = 0;
   r = SSL_read_ex(t->ssl, (char *)lua_touserdata(L, 3) + op->got, cap - op->got, &n);
   if (r != 1) {
-    bsd_iostatus st = sslstatus(t, io, &op->f, r);
+    st = sslstatus(t, io, &op->f, r);
     if (st == BSD_IO_FAIL && eofallowed(t, &op->f)) op->f.code = "EOF";
     return st;
   }
@@ -864,7 +1043,9 @@ static bsd_iostatus impl_shutdown(lua_State *L, bsd_io *io) {
   tlsstream *t = stream(L);
   tlsop *op = (tlsop *)io->data;
   int r;
-  if (!t->handshaken) return BSD_IO_DONE;  /* nothing to close */
+  /* nothing to close, or close_notify already sent: a shutdown never
+  ** waits for the peer's */
+  if (!t->handshaken || t->shutdown) return BSD_IO_DONE;
   ERR_clear_error();
   t->lasterr = 0;
   r = SSL_shutdown(t->ssl);
@@ -971,7 +1152,10 @@ static int op_sendall(lua_State *L, int status, lua_KContext ctx) {
   tlsop op;
   int r;
   tlsstream *t = begin(L, &io, &op, "tls sendall", status, 2);
-  if (!t) return 3;
+  if (!t) {  /* closed while waiting: the count so far, as on sockets */
+    lua_pushinteger(L, (lua_Integer)ctx);
+    return 4;
+  }
   op.data = luaL_checklstring(L, 2, &op.len);
   op.done = (size_t)ctx;
   io.impl = impl_sendall;
@@ -1028,7 +1212,10 @@ static int op_recvall(lua_State *L, int status, lua_KContext ctx) {
   tlsop op;
   int r;
   tlsstream *t = begin(L, &io, &op, "tls recvall", status, 3);
-  if (!t) return 3;
+  if (!t) {  /* closed while waiting: the bytes so far, as on sockets */
+    lua_pushlstring(L, (const char *)lua_touserdata(L, 3), (size_t)ctx);
+    return 4;
+  }
   op.max = (size_t)luaL_checkinteger(L, 2);
   op.got = (size_t)ctx;
   io.impl = impl_recvall;
@@ -1062,16 +1249,25 @@ static void freessl(tlsstream *t) {
 }
 
 /* Sends close_notify if the handshake is done and the kernel takes it at
-** once (never waits), then closes; tasks waiting on the stream wake. */
-static int t_close(lua_State *L) {
-  tlsstream *t = checkstream(L, 1);
-  int err = 0;
+** once (never waits), then closes; tasks waiting on the stream wake.
+** 0 or the errno of close. */
+static int closenow(lua_State *L, tlsstream *t) {
+  t->closing = 0;
   if (t->ssl && t->s->fd >= 0 && t->handshaken && !t->shutdown) {
     t->nowait = 1;
     SSL_shutdown(t->ssl);
   }
   freessl(t);
-  if (t->s->fd >= 0) err = t->api->closewith(L, t->s, 1);
+  return t->s->fd >= 0 ? t->api->closewith(L, t->s, 1) : 0;
+}
+
+/* from inside its SNI function, OpenSSL still holds the SSL: the close
+** waits for the function to return (the handshake then fails) */
+static int t_close(lua_State *L) {
+  tlsstream *t = checkstream(L, 1);
+  int err = 0;
+  if (t->insni) t->closing = 1;
+  else err = closenow(L, t);
   if (lua_gettop(L) > 1 && lua_isnil(L, 2)) return 0;  /* __close */
   if (err) return t->api->pusherror(L, "tls close", NULL, err);
   lua_pushboolean(L, 1);

@@ -156,12 +156,15 @@ function S.tls_connect(host, port, opts)
   local sock
   sock, msg, code = S.tcp_connect(host, port, opts.timeout)
   if not sock then return nil, msg, code end
-  local t = tls.wrap(sock, ctx, {
+  local ok, t = pcall(tls.wrap, sock, ctx, {
     servername = opts.servername or host,
     hostname = opts.hostname,
     session = opts.session,
   })
-  local ok
+  if not ok then  -- a bad name: raise as tls_connect's, the socket closed
+    sock:close()
+    error("tls_connect: " .. tostring(t), 2)
+  end
   ok, msg, code = t:handshake()
   if not ok then
     t:close()

@@ -8,9 +8,12 @@
 --   c.expired_cert, c.expired_key   -- same names, valid 2020-01-01..2020-02-01
 --   c.other_cert, c.other_key   -- only other.example (and 10.9.9.9)
 --   c.noip_cert, c.noip_key     -- localhost only: no IP SAN
+--   c.nosan_cert, c.nosan_key   -- CN=localhost and no SAN at all
 --   c.self_cert, c.self_key     -- self-signed for localhost and 127.0.0.1
 --   c.client_cert, c.client_key -- a client certificate (CN=bsdsocket client)
 --   c.chain                     -- server cert followed by the CA (one file)
+--   c.deep_client, c.deep_client_key -- a client certificate issued by an
+--                               intermediate CA, followed by it (one file)
 --   c.dir                       -- the directory
 -- Keys are EC P-256 (fast to make). Everything is removed by c:remove().
 local net = require "helpers.net"
@@ -62,7 +65,23 @@ function M.make()
   leaf("server", "localhost", "DNS:localhost,IP:127.0.0.1,IP:::1", "serverAuth")
   leaf("other", "other.example", "DNS:other.example,IP:10.9.9.9", "serverAuth")
   leaf("noip", "localhost", "DNS:localhost", "serverAuth")
+  leaf("nosan", "localhost", nil, "serverAuth")
   leaf("client", "bsdsocket client", nil, "clientAuth")
+  -- an intermediate CA and a client certificate it issued
+  key("inter")
+  sh("openssl req -new -key " .. q(p("inter.key")) .. " -subj '/CN=bsdsocket intermediate'"
+    .. " -out " .. q(p("inter.csr")))
+  sh("openssl x509 -req -in " .. q(p("inter.csr")) .. " -CA " .. q(p("ca.pem")) .. " -CAkey "
+    .. q(p("ca.key")) .. " -set_serial 90 -days 2 -extfile "
+    .. q(ext("inter", "basicConstraints=critical,CA:TRUE\nkeyUsage=critical,keyCertSign,cRLSign\n"))
+    .. " -out " .. q(p("inter.pem")))
+  key("deep")
+  sh("openssl req -new -key " .. q(p("deep.key")) .. " -subj '/CN=bsdsocket deep client'"
+    .. " -out " .. q(p("deep.csr")))
+  sh("openssl x509 -req -in " .. q(p("deep.csr")) .. " -CA " .. q(p("inter.pem")) .. " -CAkey "
+    .. q(p("inter.key")) .. " -set_serial 91 -days 2 -extfile "
+    .. q(ext("deep", "basicConstraints=CA:FALSE\nextendedKeyUsage=clientAuth\n"))
+    .. " -out " .. q(p("deep.pem")))
   -- expired: `openssl ca` sets a start and end date in the past
   key("expired")
   sh("openssl req -new -key " .. q(p("expired.key")) .. " -subj '/CN=localhost' -out "
@@ -91,14 +110,17 @@ function M.make()
     return t
   end
   write(p("chain.pem"), read(p("server.pem")) .. read(p("ca.pem")))
+  write(p("deepchain.pem"), read(p("deep.pem")) .. read(p("inter.pem")))
   local c = {
     dir = dir, ca = p("ca.pem"), chain = p("chain.pem"),
     server_cert = p("server.pem"), server_key = p("server.key"),
     expired_cert = p("expired.pem"), expired_key = p("expired.key"),
     other_cert = p("other.pem"), other_key = p("other.key"),
     noip_cert = p("noip.pem"), noip_key = p("noip.key"),
+    nosan_cert = p("nosan.pem"), nosan_key = p("nosan.key"),
     self_cert = p("self.pem"), self_key = p("self.key"),
     client_cert = p("client.pem"), client_key = p("client.key"),
+    deep_client = p("deepchain.pem"), deep_client_key = p("deep.key"),
     read = function(_, path) return read(path) end,
     remove = function() d:remove() end,
   }
