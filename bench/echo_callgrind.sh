@@ -5,13 +5,17 @@
 # callgrind dump (which resets the counters); (I(N2) - I(N1)) / (N2 - N1)
 # removes the cost of a connection. Split by where the code lives: the
 # interpreter, bsdsocket's core.so, libc. Usage (from the top directory):
-#   bash bench/echo_callgrind.sh [SERVER_SCRIPT]     (after make, make -C bench programs)
+#   bash bench/echo_callgrind.sh [SERVER_SCRIPT [ARGS...]]
+# (after make, make -C bench programs); ARGS follow HOST PORT.
 # ROOT (the tree whose lua/ and build/ are used) and LUA may be set.
 set -eu
 ROOT=${ROOT:-$(cd "$(dirname "$0")/.." && pwd)}
 LUA=${LUA:-lua5.4}
 BIN=${BENCH_BIN:-$(cd "$(dirname "$0")" && pwd)/build}
 SCRIPT=${1:-$ROOT/examples/echo_server_loop.lua}
+shift || true
+# CLIENT: a command run as `CLIENT PORT N` making N round trips of 64 bytes
+CLIENT=${CLIENT:-}
 N1=${N1:-2000}
 N2=${N2:-12000}
 TMP=$(mktemp -d)
@@ -19,7 +23,7 @@ trap 'kill "$pid" 2>/dev/null; wait 2>/dev/null; [ -n "${KEEP:-}" ] || rm -rf "$
 cd "$TMP"
 LUA_PATH="$ROOT/lua/?.lua;$ROOT/lua/?/init.lua;;" LUA_CPATH="$ROOT/build/?.so;;" \
   valgrind --tool=callgrind --compress-strings=no --callgrind-out-file="$TMP/cg.out" \
-  "$LUA" "$SCRIPT" 127.0.0.1 0 > "$TMP/server.out" 2> "$TMP/server.err" &
+  "$LUA" "$SCRIPT" 127.0.0.1 0 "$@" > "$TMP/server.out" 2> "$TMP/server.err" &
 pid=$!
 for _ in $(seq 600); do
   port=$(sed -n 's/.*:\([0-9][0-9]*\)$/\1/p' "$TMP/server.out" | head -1)
@@ -28,9 +32,13 @@ for _ in $(seq 600); do
 done
 [ -n "$port" ] || { echo "server did not start"; cat "$TMP/server.err"; exit 1; }
 dump() { callgrind_control -d "$pid" >/dev/null 2>&1; sleep 0.5; }
-"$BIN/pingpong" count 127.0.0.1 "$port" 1000 64 >/dev/null; dump
-"$BIN/pingpong" count 127.0.0.1 "$port" "$N1" 64 >/dev/null; dump
-"$BIN/pingpong" count 127.0.0.1 "$port" "$N2" 64 >/dev/null; dump
+client() {
+  if [ -n "$CLIENT" ]; then $CLIENT "$port" "$1" >/dev/null
+  else "$BIN/pingpong" count 127.0.0.1 "$port" "$1" 64 >/dev/null; fi
+}
+client 1000; dump
+client "$N1"; dump
+client "$N2"; dump
 # self cost by object: cost lines, but not the line after calls= (that one
 # is the call's inclusive cost); ob= names (or back-references) the object
 split() {
