@@ -37,7 +37,7 @@ DEB_BENCH    = lua-socket lua-luv valgrind nginx-light wrk
 # certificate, ip and unshare for LuaSocket's suite in a private namespace
 DEB_INTEROP  = lua-socket lua-sec lua-cqueues lua-luv openssl iproute2 util-linux
 
-.PHONY: layers all deps deps-bench deps-ci test sanitize valgrind fuzz static bench bench-tls demo install uninstall clean rock-check errnames lint constants
+.PHONY: check-lua55 check-musl layers all deps deps-bench deps-ci test sanitize valgrind fuzz static bench bench-tls demo install uninstall clean rock-check errnames lint constants
 
 all: $(MODULE) $(TLS_MODULE)
 
@@ -168,6 +168,75 @@ deps-ci: deps
 	  echo "installing:$$missing"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
 	fi
+
+# Lua 5.5 and musl: interpreters and busted's C modules built from the
+# unchanged sources in ../shared/vendor, every output under build/lua55 or
+# build/musl. Each dir's bin/ holds `lua` and a `lua5.4` link to it, first in
+# PATH, so the child lua5.4 processes the specs start run the Lua under test.
+# The interpreters' default paths find build/<dir>/lib, the vendored Lua files
+# of luasystem and lua-term, then Debian's pure-Lua busted, penlight,
+# luassert, say, cliargs, mediator and dkjson in /usr/share/lua/5.4.
+VENDOR  ?= $(firstword $(wildcard ../shared/vendor ../../shared/vendor))
+VENDORA  = $(abspath $(VENDOR))
+V55      = $(VENDOR)/lua-5.5.0
+V54      = $(VENDOR)/lua-5.4.6
+XCC      = $(CC)
+XLUA     = $(V55)
+build/musl/%: XCC = musl-gcc
+build/musl/%: XLUA = $(V54)
+XFLAGS   = -std=gnu99 -O2 -fPIC -shared -I$(XLUA)
+XPATH    = $(abspath build/$*)/lib/?.lua;$(abspath build/$*)/lib/?/init.lua;$\
+  $(VENDORA)/luasystem-0.7.1/?.lua;$(VENDORA)/luasystem-0.7.1/?/init.lua;$\
+  $(VENDORA)/lua-term-0.08/?.lua;$(VENDORA)/lua-term-0.08/?/init.lua;$\
+  /usr/share/lua/5.4/?.lua;/usr/share/lua/5.4/?/init.lua;./?.lua
+BUSTED_C = lib/lfs.so lib/system/core.so lib/term/core.so
+SYSTEM_C = bitflags compat core environment random term time wcwidth
+.PRECIOUS: build/%/bin/lua
+
+build/%/bin/lua:
+	@test -d "$(VENDOR)" || { echo "needs ../shared/vendor"; exit 1; }
+	@mkdir -p $(dir $@)
+	$(XCC) -std=c99 -O2 -DLUA_USE_LINUX -DLUA_PATH_DEFAULT='"$(XPATH)"' \
+	  -DLUA_CPATH_DEFAULT='"$(abspath build/$*)/lib/?.so;./?.so"' \
+	  -o $@ $(XLUA)/onelua.c -Wl,-E -lm -ldl
+	ln -sf lua $(dir $@)lua5.4
+build/%/lib/lfs.so: | build/%/bin/lua
+	@mkdir -p $(dir $@)
+	$(XCC) $(XFLAGS) -o $@ $(VENDOR)/luafilesystem-1.9.0/src/lfs.c
+build/%/lib/system/core.so: | build/%/bin/lua
+	@mkdir -p $(dir $@)
+	$(XCC) $(XFLAGS) -o $@ $(SYSTEM_C:%=$(VENDOR)/luasystem-0.7.1/src/%.c)
+build/%/lib/term/core.so: | build/%/bin/lua
+	@mkdir -p $(dir $@)
+	$(XCC) $(XFLAGS) -o $@ $(VENDOR)/lua-term-0.08/core.c
+
+# The whole suite on Lua 5.5.0 (module and TLS module built against its
+# headers, -Werror).
+# Debian's penlight and busted assign to loop variables, which 5.5 refuses:
+# .ci/lua55compat.lua writes 5.5-ready copies of those files to lib/.
+BUSTED_LUA = $(shell cd /usr/share/lua/5.4 && find pl busted luassert say \
+  cliargs cliargs.lua busted.lua mediator.lua dkjson.lua -name '*.lua')
+build/lua55/lib/.compat: .ci/lua55compat.lua | build/lua55/bin/lua
+	@build/lua55/bin/lua .ci/lua55compat.lua /usr/share/lua/5.4 build/lua55/lib \
+	  $(BUSTED_LUA)
+	touch $@
+check-lua55: $(BUSTED_C:%=build/lua55/%) build/lua55/lib/.compat
+	$(MAKE) BUILD=build/lua55 LUA_INC=-I$(V55) all
+	PATH="$(abspath build/lua55/bin):$$PATH" BSDSOCKET_BUILD=build/lua55 \
+	  build/lua55/bin/lua /usr/bin/busted $(BUSTED_ARGS)
+
+# Lua 5.4.6 and the core module built with musl-gcc -Werror; the demo, then
+# the specs except those needing a glibc-built module (OpenSSL, LuaSocket,
+# LuaSec, cqueues, luv, liblua5.4), listed in MUSL_SKIP.
+MUSL_SKIP = tls tls_faults tls_peers examples_tls interop luasocket_suite \
+  luasocket_http
+check-musl: $(BUSTED_C:%=build/musl/%)
+	$(MAKE) CC=musl-gcc BUILD=build/musl LUA_INC=-I$(V54) HAVE_OPENSSL= all
+	LUA_PATH="lua/?.lua;lua/?/init.lua;;" LUA_CPATH="build/musl/?.so;;" \
+	  build/musl/bin/lua examples/demo.lua
+	PATH="$(abspath build/musl/bin):$$PATH" BSDSOCKET_BUILD=build/musl \
+	  build/musl/bin/lua /usr/bin/busted $(MUSL_SKIP:%=--exclude-pattern=^%_spec) \
+	  $(BUSTED_ARGS)
 
 # A server and a client talking over loopback.
 demo: $(MODULE)
