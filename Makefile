@@ -4,7 +4,10 @@
 
 LUA        ?= lua5.4
 LUA_VERSION = 5.4
-LUA_INC    ?= $(shell pkg-config --cflags lua$(LUA_VERSION) 2>/dev/null || echo -I/usr/include/lua$(LUA_VERSION))
+# pkg-config names: lua5.4 (Debian, Alpine), lua-5.4 (FreeBSD), lua (Homebrew)
+LUA_INC    ?= $(shell for p in lua$(LUA_VERSION) lua-$(LUA_VERSION) lua; do \
+  pkg-config --cflags $$p 2>/dev/null && exit; done; \
+  echo -I/usr/include/lua$(LUA_VERSION))
 BUSTED     ?= $(LUA) /usr/bin/busted
 CC         ?= cc
 OPT        ?= -O2
@@ -12,6 +15,16 @@ CFLAGS_ALL  = -std=c99 -D_GNU_SOURCE -fPIC -pthread $(OPT) -g -Wall -Wextra -Wer
 LDFLAGS_SO  = -shared -pthread $(LDFLAGS)
 # resolver.c: worker threads (-pthread) and dladdr/dlopen (-ldl before glibc 2.34)
 LIBS        = -ldl
+# macOS loads modules as bundles whose Lua symbols the interpreter provides;
+# the BSDs keep dlopen in libc and have no libdl (use gmake there).
+UNAME_S    := $(shell uname -s)
+ifeq ($(UNAME_S),Darwin)
+LDFLAGS_SO  = -bundle -undefined dynamic_lookup -pthread $(LDFLAGS)
+LIBS        =
+endif
+ifneq ($(filter FreeBSD OpenBSD NetBSD DragonFly,$(UNAME_S)),)
+LIBS        =
+endif
 
 PREFIX     ?= /usr/local
 LUA_LIBDIR ?= $(PREFIX)/lib/lua/$(LUA_VERSION)
@@ -200,6 +213,11 @@ build/%/bin/lua:
 	  -DLUA_CPATH_DEFAULT='"$(abspath build/$*)/lib/?.so;./?.so"' \
 	  -o $@ $(XLUA)/onelua.c -Wl,-E -lm -ldl
 	ln -sf lua $(dir $@)lua5.4
+# a static liblua for the C host of resolver_spec (LUA_LIB below)
+build/%/liblua.a: | build/%/bin/lua
+	$(XCC) -std=c99 -O2 -DLUA_USE_LINUX -DMAKE_LIB -c -o build/$*/onelua.o \
+	  $(XLUA)/onelua.c
+	ar rcs $@ build/$*/onelua.o
 build/%/lib/lfs.so: | build/%/bin/lua
 	@mkdir -p $(dir $@)
 	$(XCC) $(XFLAGS) -o $@ $(VENDOR)/luafilesystem-1.9.0/src/lfs.c
@@ -220,23 +238,27 @@ build/lua55/lib/.compat: .ci/lua55compat.lua | build/lua55/bin/lua
 	@build/lua55/bin/lua .ci/lua55compat.lua /usr/share/lua/5.4 build/lua55/lib \
 	  $(BUSTED_LUA)
 	touch $@
-check-lua55: $(BUSTED_C:%=build/lua55/%) build/lua55/lib/.compat
+# What a spec builds (poller_spec's poll backend, resolver_spec's C host)
+# uses the Lua under test too: LUA_INC, LUA_LIB and CC go in the environment.
+XENV = PATH="$(abspath build/$(1)/bin):$$PATH" BSDSOCKET_BUILD=build/$(1) \
+  LUA_INC=-I$(abspath $(2)) LUA_LIB="$(abspath build/$(1)/liblua.a) -Wl,-E -lm -ldl"
+check-lua55: $(BUSTED_C:%=build/lua55/%) build/lua55/lib/.compat \
+  build/lua55/liblua.a
 	$(MAKE) BUILD=build/lua55 LUA_INC=-I$(V55) all
-	PATH="$(abspath build/lua55/bin):$$PATH" BSDSOCKET_BUILD=build/lua55 \
-	  build/lua55/bin/lua /usr/bin/busted $(BUSTED_ARGS)
+	build/lua55/bin/lua .ci/loadall.lua $(shell git ls-files '*.lua')
+	$(call XENV,lua55,$(V55)) build/lua55/bin/lua /usr/bin/busted $(BUSTED_ARGS)
 
 # Lua 5.4.6 and the core module built with musl-gcc -Werror; the demo, then
 # the specs except those needing a glibc-built module (OpenSSL, LuaSocket,
 # LuaSec, cqueues, luv, liblua5.4), listed in MUSL_SKIP.
 MUSL_SKIP = tls tls_faults tls_peers examples_tls interop luasocket_suite \
   luasocket_http
-check-musl: $(BUSTED_C:%=build/musl/%)
+check-musl: $(BUSTED_C:%=build/musl/%) build/musl/liblua.a
 	$(MAKE) CC=musl-gcc BUILD=build/musl LUA_INC=-I$(V54) HAVE_OPENSSL= all
 	LUA_PATH="lua/?.lua;lua/?/init.lua;;" LUA_CPATH="build/musl/?.so;;" \
 	  build/musl/bin/lua examples/demo.lua
-	PATH="$(abspath build/musl/bin):$$PATH" BSDSOCKET_BUILD=build/musl \
-	  build/musl/bin/lua /usr/bin/busted $(MUSL_SKIP:%=--exclude-pattern=^%_spec) \
-	  $(BUSTED_ARGS)
+	$(call XENV,musl,$(V54)) CC=musl-gcc build/musl/bin/lua \
+	  /usr/bin/busted $(MUSL_SKIP:%=--exclude-pattern=^%_spec) $(BUSTED_ARGS)
 
 # A server and a client talking over loopback.
 demo: $(MODULE)
