@@ -50,7 +50,7 @@ DEB_BENCH    = lua-socket lua-luv valgrind nginx-light wrk
 # certificate, ip and unshare for LuaSocket's suite in a private namespace
 DEB_INTEROP  = lua-socket lua-sec lua-cqueues lua-luv openssl iproute2 util-linux
 
-.PHONY: check-lua55 check-musl layers all deps deps-bench deps-ci test sanitize valgrind fuzz static bench bench-tls demo install uninstall clean rock-check errnames lint constants
+.PHONY: layers all deps deps-bench deps-ci test sanitize valgrind fuzz static bench bench-tls demo install uninstall clean rock-check errnames lint constants
 
 all: $(MODULE) $(TLS_MODULE)
 
@@ -241,7 +241,9 @@ build/lua55/lib/.compat: .ci/lua55compat.lua | build/lua55/bin/lua
 # What a spec builds (poller_spec's poll backend, resolver_spec's C host)
 # uses the Lua under test too: LUA_INC, LUA_LIB and CC go in the environment.
 XENV = PATH="$(abspath build/$(1)/bin):$$PATH" BSDSOCKET_BUILD=build/$(1) \
-  LUA_INC=-I$(abspath $(2)) LUA_LIB="$(abspath build/$(1)/liblua.a) -Wl,-E -lm -ldl"
+  LUA_INC=-I$(abspath $(2)) \
+  LUA_LIB="$(abspath build/$(1)/liblua.a) -Wl,-E -lm -ldl"
+.PHONY: check-lua55 check-musl
 check-lua55: $(BUSTED_C:%=build/lua55/%) build/lua55/lib/.compat \
   build/lua55/liblua.a
 	$(MAKE) BUILD=build/lua55 LUA_INC=-I$(V55) all

@@ -717,7 +717,8 @@ int main(void) {
     -- them (make check-lua55, check-musl), else the system's liblua5.4
     local inc, lib = os.getenv("LUA_INC"), os.getenv("LUA_LIB")
     local flags = inc and lib and inc .. " " .. lib
-      or "$(pkg-config --cflags --libs lua5.4 2>/dev/null || echo -I/usr/include/lua5.4 -llua5.4)"
+      or "$(pkg-config --cflags --libs lua5.4 2>/dev/null"
+         .. " || echo -I/usr/include/lua5.4 -llua5.4)"
     local cc = os.getenv("CC") or "cc"
     if not os.execute(cc .. " -o " .. net.shquote(exe) .. " " .. net.shquote(src) .. " " .. flags
         .. " 2>/dev/null") then

@@ -41,7 +41,8 @@ local M = {}
 function M.parse(text)
   local sections = { { title = "(top)", line = 1, blocks = {} } }
   local fence, n = nil, 0
-  for text_line in (text .. (text:sub(-1) == "\n" and "" or "\n")):gmatch("([^\n]*)\n") do
+  local body = text .. (text:sub(-1) == "\n" and "" or "\n")
+  for text_line in body:gmatch("([^\n]*)\n") do
     local line = text_line  -- reassigned: 5.5 loop variables are read-only
     n = n + 1
     if fence then
