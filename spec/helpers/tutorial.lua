@@ -26,7 +26,11 @@
 --     (/proc/sys/net/ipv4/ip_local_port_range, 32768..60999 by default),
 --     whether after an address ("127.0.0.1:41533", "[::1]:41533") or on
 --     their own, become "#": the ports the kernel picks for bind(0) and
---     for clients. Nothing else is masked, so 80 or 8080 are compared.
+--     for clients. The C library's wording of an error (strerror,
+--     gai_strerror: "Address already in use" in glibc is "Address in use"
+--     in musl) becomes "<message>" where a line ends ": text<TAB>ECODE";
+--     the code is compared. Nothing else is masked, so 80 or 8080 are
+--     compared.
 --     Output lines are compared one for one (trailing white space aside),
 --     blank ones included, so the tutorial shows an empty string as
 --     ("%q"):format(s) rather than as an invisible blank line.
@@ -135,6 +139,7 @@ function M.normalise(s)
     if ephemeral(d) then return "#" end
   end)
   s = s:gsub("%s+$", "")
+  s = s:gsub(": [^\t:]+(\tE[%u%d_]+)$", ": <message>%1")
   return s
 end
 
