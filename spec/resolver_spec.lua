@@ -79,7 +79,7 @@ describe("S.getaddrinfo", function()
     assert.is_nil(plain[1].canonname)
   end)
 
-  it("in a task too, a canonname only when AI_CANONNAME asks (musl gives one anyway)",
+  it("in a task too, a canonname only if AI_CANONNAME asks (musl gives one)",
      function()
     local loop = require "bsdsocket.loop"
     local plain, canon

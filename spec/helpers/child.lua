@@ -24,7 +24,8 @@ function M.spawn(prefix, code, seconds)
   f:close()
   local shell, assigns = prefix:match("^(.-)%s*([%w_]+=.*)$")
   if not shell then shell, assigns = prefix, "" end
-  os.execute("(" .. shell .. " " .. net.childenv() .. " timeout " .. (seconds or 20)
+  os.execute("(" .. shell .. " " .. net.childenv() .. " timeout "
+    .. (seconds or 20)
     .. " env " .. assigns .. " lua5.4 "
     .. net.shquote(script) .. " > " .. net.shquote(outfile) .. " 2>&1; echo $? > "
     .. net.shquote(donefile) .. ") &")
