@@ -13,8 +13,8 @@ local net = require "helpers.net"
 local function need(name)
   local ok, mod = pcall(require, name)
   if not ok then
-    pending(name .. " is not installed for " .. _VERSION
-            .. " (make deps-ci installs it for Debian's Lua 5.4)")
+    pending(name .. " is not installed for this Lua (" .. _VERSION
+            .. "; make deps-ci installs it for Debian's lua5.4)")
   end
   return ok and mod
 end

@@ -55,8 +55,8 @@ local PRELUDE = [[
 describe("LuaSocket's modules over bsdsocket.luasocket", function()
   -- mime.lua needs LuaSocket's C module mime.core, built for one Lua only
   if not package.searchpath("mime.core", package.cpath) then
-    pending("LuaSocket's mime.core is not installed for " .. _VERSION
-            .. " (make deps installs lua-socket for Debian's Lua 5.4)")
+    pending("LuaSocket's mime.core is not installed for this Lua ("
+            .. _VERSION .. "; make deps installs it for Debian's lua5.4)")
     return
   end
   local h
