@@ -228,8 +228,6 @@ build/%/lib/term/core.so: | build/%/bin/lua
 	@mkdir -p $(dir $@)
 	$(XCC) $(XFLAGS) -o $@ $(VENDOR)/lua-term-0.08/core.c
 
-# The whole suite on Lua 5.5.0 (module and TLS module built against its
-# headers, -Werror).
 # Debian's penlight and busted assign to loop variables, which 5.5 refuses:
 # .ci/lua55compat.lua writes 5.5-ready copies of those files to lib/.
 BUSTED_LUA = $(shell cd /usr/share/lua/5.4 && find pl busted luassert say \
@@ -244,6 +242,8 @@ XENV = PATH="$(abspath build/$(1)/bin):$$PATH" BSDSOCKET_BUILD=build/$(1) \
   LUA_INC=-I$(abspath $(2)) \
   LUA_LIB="$(abspath build/$(1)/liblua.a) -Wl,-E -lm -ldl"
 .PHONY: check-lua55 check-musl
+# The whole suite on Lua 5.5.0, the module and the TLS module built against
+# its headers (-Werror), after every tracked .lua file compiles on 5.5.
 check-lua55: $(BUSTED_C:%=build/lua55/%) build/lua55/lib/.compat \
   build/lua55/liblua.a
 	$(MAKE) BUILD=build/lua55 LUA_INC=-I$(V55) all
