@@ -4,7 +4,10 @@
 
 LUA        ?= lua5.4
 LUA_VERSION = 5.4
-LUA_INC    ?= $(shell pkg-config --cflags lua$(LUA_VERSION) 2>/dev/null || echo -I/usr/include/lua$(LUA_VERSION))
+# pkg-config names: lua5.4 (Debian, Alpine), lua-5.4 (FreeBSD), lua (Homebrew)
+LUA_INC    ?= $(shell for p in lua$(LUA_VERSION) lua-$(LUA_VERSION) lua; do \
+  pkg-config --cflags $$p 2>/dev/null && exit; done; \
+  echo -I/usr/include/lua$(LUA_VERSION))
 BUSTED     ?= $(LUA) /usr/bin/busted
 CC         ?= cc
 OPT        ?= -O2
@@ -12,6 +15,16 @@ CFLAGS_ALL  = -std=c99 -D_GNU_SOURCE -fPIC -pthread $(OPT) -g -Wall -Wextra -Wer
 LDFLAGS_SO  = -shared -pthread $(LDFLAGS)
 # resolver.c: worker threads (-pthread) and dladdr/dlopen (-ldl before glibc 2.34)
 LIBS        = -ldl
+# macOS loads modules as bundles whose Lua symbols the interpreter provides;
+# the BSDs keep dlopen in libc and have no libdl (use gmake there).
+UNAME_S    := $(shell uname -s)
+ifeq ($(UNAME_S),Darwin)
+LDFLAGS_SO  = -bundle -undefined dynamic_lookup -pthread $(LDFLAGS)
+LIBS        =
+endif
+ifneq ($(filter FreeBSD OpenBSD NetBSD DragonFly,$(UNAME_S)),)
+LIBS        =
+endif
 
 PREFIX     ?= /usr/local
 LUA_LIBDIR ?= $(PREFIX)/lib/lua/$(LUA_VERSION)
@@ -164,7 +177,7 @@ static:
 	@echo "static: cppcheck and clang-tidy clean"
 
 # What CI needs beyond `deps`: the static checkers and clang's fuzzer runtime.
-DEB_CI = cppcheck clang-tidy clang libclang-rt-14-dev
+DEB_CI = cppcheck clang-tidy clang libclang-rt-14-dev musl-tools
 deps-ci: deps
 	@missing=""; for p in $(DEB_CI); do \
 	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'ok installed' || missing="$$missing $$p"; \
@@ -173,6 +186,86 @@ deps-ci: deps
 	  echo "installing:$$missing"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
 	fi
+
+# Lua 5.5 and musl: interpreters and busted's C modules built from the
+# unchanged sources in ../shared/vendor, every output under build/lua55 or
+# build/musl. Each dir's bin/ holds `lua` and a `lua5.4` link to it, first in
+# PATH, so the child lua5.4 processes the specs start run the Lua under test.
+# The interpreters' default paths find build/<dir>/lib, the vendored Lua files
+# of luasystem and lua-term, then Debian's pure-Lua busted, penlight,
+# luassert, say, cliargs, mediator and dkjson in /usr/share/lua/5.4.
+VENDOR  ?= $(firstword $(wildcard ../shared/vendor ../../shared/vendor))
+VENDORA  = $(abspath $(VENDOR))
+V55      = $(VENDOR)/lua-5.5.0
+V54      = $(VENDOR)/lua-5.4.6
+XCC      = $(CC)
+XLUA     = $(V55)
+build/musl/%: XCC = musl-gcc
+build/musl/%: XLUA = $(V54)
+XFLAGS   = -std=gnu99 -O2 -fPIC -shared -I$(XLUA)
+XPATH    = $(abspath build/$*)/lib/?.lua;$(abspath build/$*)/lib/?/init.lua;$\
+  $(VENDORA)/luasystem-0.7.1/?.lua;$(VENDORA)/luasystem-0.7.1/?/init.lua;$\
+  $(VENDORA)/lua-term-0.08/?.lua;$(VENDORA)/lua-term-0.08/?/init.lua;$\
+  /usr/share/lua/5.4/?.lua;/usr/share/lua/5.4/?/init.lua;./?.lua
+BUSTED_C = lib/lfs.so lib/system/core.so lib/term/core.so
+SYSTEM_C = bitflags compat core environment random term time wcwidth
+.PRECIOUS: build/%/bin/lua
+
+build/%/bin/lua:
+	@test -d "$(VENDOR)" || { echo "needs ../shared/vendor"; exit 1; }
+	@mkdir -p $(dir $@)
+	$(XCC) -std=c99 -O2 -DLUA_USE_LINUX -DLUA_PATH_DEFAULT='"$(XPATH)"' \
+	  -DLUA_CPATH_DEFAULT='"$(abspath build/$*)/lib/?.so;./?.so"' \
+	  -o $@ $(XLUA)/onelua.c -Wl,-E -lm -ldl
+	ln -sf lua $(dir $@)lua5.4
+# a static liblua for the C host of resolver_spec (LUA_LIB below)
+build/%/liblua.a: | build/%/bin/lua
+	$(XCC) -std=c99 -O2 -DLUA_USE_LINUX -DMAKE_LIB -c -o build/$*/onelua.o \
+	  $(XLUA)/onelua.c
+	ar rcs $@ build/$*/onelua.o
+build/%/lib/lfs.so: | build/%/bin/lua
+	@mkdir -p $(dir $@)
+	$(XCC) $(XFLAGS) -o $@ $(VENDOR)/luafilesystem-1.9.0/src/lfs.c
+build/%/lib/system/core.so: | build/%/bin/lua
+	@mkdir -p $(dir $@)
+	$(XCC) $(XFLAGS) -o $@ $(SYSTEM_C:%=$(VENDOR)/luasystem-0.7.1/src/%.c)
+build/%/lib/term/core.so: | build/%/bin/lua
+	@mkdir -p $(dir $@)
+	$(XCC) $(XFLAGS) -o $@ $(VENDOR)/lua-term-0.08/core.c
+
+# Debian's penlight and busted assign to loop variables, which 5.5 refuses:
+# .ci/lua55compat.lua writes 5.5-ready copies of those files to lib/.
+BUSTED_LUA = $(shell cd /usr/share/lua/5.4 && find pl busted luassert say \
+  cliargs cliargs.lua busted.lua mediator.lua dkjson.lua -name '*.lua')
+build/lua55/lib/.compat: .ci/lua55compat.lua | build/lua55/bin/lua
+	@build/lua55/bin/lua .ci/lua55compat.lua /usr/share/lua/5.4 build/lua55/lib \
+	  $(BUSTED_LUA)
+	touch $@
+# What a spec builds (poller_spec's poll backend, resolver_spec's C host)
+# uses the Lua under test too: LUA_INC, LUA_LIB and CC go in the environment.
+XENV = PATH="$(abspath build/$(1)/bin):$$PATH" BSDSOCKET_BUILD=build/$(1) \
+  LUA_INC=-I$(abspath $(2)) \
+  LUA_LIB="$(abspath build/$(1)/liblua.a) -Wl,-E -lm -ldl"
+.PHONY: check-lua55 check-musl
+# The whole suite on Lua 5.5.0, the module and the TLS module built against
+# its headers (-Werror), after every tracked .lua file compiles on 5.5.
+check-lua55: $(BUSTED_C:%=build/lua55/%) build/lua55/lib/.compat \
+  build/lua55/liblua.a
+	$(MAKE) BUILD=build/lua55 LUA_INC=-I$(V55) all
+	build/lua55/bin/lua .ci/loadall.lua $(shell git ls-files '*.lua')
+	$(call XENV,lua55,$(V55)) build/lua55/bin/lua /usr/bin/busted $(BUSTED_ARGS)
+
+# Lua 5.4.6 and the core module built with musl-gcc -Werror; the demo, then
+# the specs except those of bsdsocket.tls (MUSL_SKIP: OpenSSL here is built
+# for glibc). Specs of LuaSocket's C parts, cqueues, luv and LuaSec are
+# pending: those are built for Debian's Lua only.
+MUSL_SKIP = tls tls_faults tls_peers examples_tls
+check-musl: $(BUSTED_C:%=build/musl/%) build/musl/liblua.a
+	$(MAKE) CC=musl-gcc BUILD=build/musl LUA_INC=-I$(V54) HAVE_OPENSSL= all
+	LUA_PATH="lua/?.lua;lua/?/init.lua;;" LUA_CPATH="build/musl/?.so;;" \
+	  build/musl/bin/lua examples/demo.lua
+	$(call XENV,musl,$(V54)) CC=musl-gcc build/musl/bin/lua \
+	  /usr/bin/busted $(MUSL_SKIP:%=--exclude-pattern=^%_spec) $(BUSTED_ARGS)
 
 # A server and a client talking over loopback.
 demo: $(MODULE)

@@ -394,8 +394,10 @@ static const char *optnulfree(lua_State *L, int arg) {
   return s;
 }
 
+/* canon: AI_CANONNAME was asked for. musl names the first entry anyway
+** (and glibc not), so a name asked for by no one is left out. */
 static int pushanswer(lua_State *L, const char *host, const char *service,
-                      int gai, const struct addrinfo *res) {
+                      int gai, const struct addrinfo *res, int canon) {
   const struct addrinfo *ai;
   int i = 1;
   if (gai != 0) {
@@ -405,10 +407,22 @@ static int pushanswer(lua_State *L, const char *host, const char *service,
   }
   lua_newtable(L);
   for (ai = res; ai; ai = ai->ai_next) {
-    pushaddrinfo(L, ai, ai == res);
+    pushaddrinfo(L, ai, canon && ai == res);
     lua_rawseti(L, -2, i++);
   }
   return 1;
+}
+
+/* hints.flags has AI_CANONNAME; read raw, so that nothing can raise
+** while a request is held */
+static int askedcanon(lua_State *L, int t) {
+  lua_Integer flags;
+  if (!lua_istable(L, t)) return 0;
+  lua_pushliteral(L, "flags");
+  lua_rawget(L, t);
+  flags = lua_tointeger(L, -1);
+  lua_pop(L, 1);
+  return (flags & AI_CANONNAME) != 0;
 }
 
 /* a task's getaddrinfo: host, service, hints at 1..3, the request at 4 */
@@ -420,7 +434,8 @@ static int k_getaddrinfo(lua_State *L, int status, lua_KContext ctx) {
     if (r == 2) return lua_gettop(L) - (int)ctx;
     return bsd_pusherror(L, "getaddrinfo", lua_tostring(L, 1), ETIMEDOUT);
   }
-  n = pushanswer(L, lua_tostring(L, 1), lua_tostring(L, 2), gai, res);
+  n = pushanswer(L, lua_tostring(L, 1), lua_tostring(L, 2), gai, res,
+                 askedcanon(L, 3));
   bsd_resolve_release(L, (int)ctx);
   return n;
 }
@@ -467,7 +482,8 @@ static int addr_getaddrinfo(lua_State *L) {
     }
   }
   else gai = getaddrinfo(host, service, &hints, &res);
-  n = pushanswer(L, host, service, gai, res);
+  n = pushanswer(L, host, service, gai, res,
+                 (hints.ai_flags & AI_CANONNAME) != 0);
   if (gai == 0) freeaddrinfo(res);
   return n;
 }

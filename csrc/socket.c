@@ -21,6 +21,10 @@
 
 /* reads up to this size go through the C stack, larger ones through scratch() */
 #define RECV_SMALL 4096
+/* Lua 5.5: larger reads up to this size become their string (recvext);
+** a larger block comes from mmap (glibc, musl), which costs more per call
+** than the copy it saves: recv(1 MiB) of 100 bytes ran 7 times slower */
+#define RECV_EXT_MAX 65536
 #define ADDRSTR_SIZE (sizeof(struct sockaddr_un) + 16)
 
 /* How a call waits. LATER: the descriptor is non-blocking already, so the
@@ -1074,20 +1078,63 @@ static int op_recv(lua_State *L, int status, lua_KContext ctx) {
   return r == BSD_IO_FINISHED ? 1 : r;
 }
 
+/* recv(max) into a new string on the stack: returns recv's result, the
+** string pushed when it is >= 0 */
+static ssize_t recvcopy(lua_State *L, int fd, size_t max) {
+  char small[RECV_SMALL];
+  char *buf = max <= sizeof small ? small : scratch(L, max);
+  ssize_t n = recv(fd, buf, max, 0);
+  if (n >= 0) lua_pushlstring(L, buf, (size_t)n);
+  return n;
+}
+
+#if LUA_VERSION_NUM >= 505
+/* Lua 5.5: a large read lands in a block of the state's allocator that
+** becomes the string itself (lua_pushexternalstring), shrunk to what came
+** (lua_Alloc never fails a shrink), as luaL_pushresult does: no copy, and
+** 10-20% less CPU for bulk recv(65536). A refused block: recvcopy. */
+static ssize_t recvext(lua_State *L, int fd, size_t max) {
+  void *ud;
+  lua_Alloc f = lua_getallocf(L, &ud);
+  char *p = (char *)f(ud, NULL, LUA_TSTRING, max + 1), *q;
+  ssize_t n;
+  int err;
+  if (!p) return recvcopy(L, fd, max);
+  if ((n = recv(fd, p, max, 0)) < 0) {
+    err = errno;
+    f(ud, p, max + 1, 0);
+    errno = err;
+    return n;
+  }
+  if ((size_t)n < max && (q = (char *)f(ud, p, max + 1, (size_t)n + 1)))
+    p = q;
+  p[n] = '\0';
+  lua_pushexternalstring(L, p, (size_t)n, f, ud);
+  /* the collector counts the header only: told of the body too, it does
+  ** not let garbage strings pile up between its cycles */
+  if (lua_gc(L, LUA_GCISRUNNING)) lua_gc(L, LUA_GCSTEP, (size_t)n + 1);
+  return n;
+}
+#endif
+
+static ssize_t recvpush(lua_State *L, int fd, size_t max) {
+#if LUA_VERSION_NUM >= 505
+  if (max > RECV_SMALL && max <= RECV_EXT_MAX) return recvext(L, fd, max);
+#endif
+  return recvcopy(L, fd, max);
+}
+
 /* One recv(max) on s with no flags, as the fast paths make it: the
 ** string (1), a result to return (its count), or 0 to go the full way. The
 ** short-read hint is kept as impl_recv keeps it; a try that would block
 ** sets it too, so that a task waits instead of trying again. */
 static int recvonce(lua_State *L, bsd_socket *s, size_t max) {
-  char small[RECV_SMALL];
-  char *buf = max <= sizeof small ? small : scratch(L, max);
-  ssize_t n = recv(s->fd, buf, max, 0);
+  ssize_t n = recvpush(L, s->fd, max);
   int hinted = s->type == SOCK_STREAM && !s->rsticky
                && (s->family == AF_INET || s->family == AF_INET6);
   int r, err;
   if (n >= 0) {
     if (hinted && n > 0 && (size_t)n < max) s->rdrained = 1;
-    lua_pushlstring(L, buf, (size_t)n);
     return 1;
   }
   err = errno;

@@ -5,7 +5,7 @@ source = {
   url = "git+file:///dev/null",  -- built with `luarocks make` from a checkout
 }
 description = {
-  summary = "The Berkeley sockets API for Lua 5.4",
+  summary = "The Berkeley sockets API for Lua 5.4 and 5.5",
   detailed = [[
 socket, bind, listen, accept, connect, send, recv, sendto, recvfrom,
 getaddrinfo, byte order and socket options, with Lua's manners: strings,
@@ -14,7 +14,7 @@ nil-message-code errors, to-be-closed variables, coroutines.
   license = "MIT",
 }
 dependencies = {
-  "lua >= 5.4, < 5.5",
+  "lua >= 5.4, < 5.6",
 }
 build = {
   type = "builtin",
@@ -25,7 +25,7 @@ build = {
         "csrc/options.c", "csrc/poller.c", "csrc/resolver.c", "csrc/socket.c",
         "csrc/util.c", "csrc/zerocopy.c",
       },
-      libraries = { "pthread", "dl" },
+      libraries = { "pthread" },  -- linux adds dl below; the BSDs have none
       defines = { "_GNU_SOURCE" },
       incdirs = { "csrc" },
     },
@@ -33,5 +33,13 @@ build = {
     ["bsdsocket.loop"] = "lua/bsdsocket/loop.lua",
     ["bsdsocket.reader"] = "lua/bsdsocket/reader.lua",
     ["bsdsocket.luasocket"] = "lua/bsdsocket/luasocket.lua",
+  },
+  -- merged into build by index: linux's libraries become { "pthread", "dl" }
+  -- (dlopen before glibc 2.34). macOS gets luarocks' own -bundle
+  -- -undefined dynamic_lookup; FreeBSD's dlopen is in libc.
+  platforms = {
+    linux = {
+      modules = { ["bsdsocket.core"] = { libraries = { "pthread", "dl" } } },
+    },
   },
 }

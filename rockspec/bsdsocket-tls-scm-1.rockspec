@@ -15,9 +15,12 @@ name by default.
   license = "MIT",
 }
 dependencies = {
-  "lua >= 5.4, < 5.5",
+  "lua >= 5.4, < 5.6",
   "bsdsocket",
 }
+-- OpenSSL 3 from /usr (Linux, FreeBSD base), or elsewhere through
+-- OPENSSL_DIR: `luarocks make ... OPENSSL_DIR=$(brew --prefix openssl@3)`
+-- on macOS, OPENSSL_DIR=/usr/local with FreeBSD's security/openssl port.
 external_dependencies = {
   OPENSSL = {
     header = "openssl/ssl.h",

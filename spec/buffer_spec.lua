@@ -312,6 +312,7 @@ describe("gathered writes", function()
     cli:settimeout(0)
     local n, code2
     for _ = 1, 100 do                       -- the receive queue may take a bit more
+      local _
       n, _, code2 = cli:send(big)
       if not n then break end
     end
@@ -321,6 +322,7 @@ describe("gathered writes", function()
     cli:settimeout(1)
     local r, code3
     for _ = 1, 50 do
+      local _
       r, _, code3 = cli:sendall({ "a", "b" })
       if not r and code3 ~= "ETIMEDOUT" then break end
     end

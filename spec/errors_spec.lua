@@ -91,6 +91,7 @@ describe("the error convention", function()
     net.sleep(0.05)
     local code
     for _ = 1, 3 do  -- the first send may still be accepted before the RST is seen
+      local _
       _, msg, code = a:send("x")
       if code then break end
       net.sleep(0.02)

@@ -53,6 +53,12 @@ local PRELUDE = [[
 ]]
 
 describe("LuaSocket's modules over bsdsocket.luasocket", function()
+  -- mime.lua needs LuaSocket's C module mime.core, built for one Lua only
+  if not package.searchpath("mime.core", package.cpath) then
+    pending("LuaSocket's mime.core is not installed for this Lua ("
+            .. _VERSION .. "; make deps installs it for Debian's lua5.4)")
+    return
+  end
   local h
   after_each(function() if h then h:cleanup() h = nil end end)
 

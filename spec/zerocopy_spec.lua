@@ -109,6 +109,7 @@ describe("sendfile", function()
     cli:settimeout(0)
     local code2
     for _ = 1, 100 do
+      local _
       n, _, code2 = cli:sendfile(f)
       if not n then break end
     end
@@ -118,6 +119,7 @@ describe("sendfile", function()
     cli:settimeout(1)
     local code3
     for _ = 1, 50 do
+      local _
       n, _, code3 = cli:sendfile(f, 0, 10)
       if not n and code3 ~= "ETIMEDOUT" then break end
     end
@@ -372,6 +374,7 @@ describe("splice", function()
     local code2
     for _ = 1, 50 do
       assert(a:sendall("x"))
+      local _
       n, _, code2 = b:splice(c)
       if not n then break end
     end

@@ -11,7 +11,10 @@ M.readfile = readfile
 
 -- A child lua5.4 with `prefix` (shell text: "LD_PRELOAD=/x.so", or
 -- "ulimit -n 8192;") in front of the usual command inside its subshell;
--- like net.spawn, its first output line is its pid.
+-- like net.spawn, its first output line is its pid. Assignments that end
+-- the prefix reach the Lua process only (`timeout N env VAR=... lua5.4`):
+-- a fixture preloaded there is built for the Lua under test (musl-gcc in
+-- `make check-musl`), which the shell and timeout may not share.
 function M.spawn(prefix, code, seconds)
   local d = net.tmpdir()
   local script, outfile, donefile = d:path("child.lua"), d:path("out"), d:path("done")
@@ -19,7 +22,11 @@ function M.spawn(prefix, code, seconds)
   f:write("do local s = io.open('/proc/self/stat') io.write(s:read('a'):match('^%d+'), '\\n') "
     .. "io.flush() s:close() end\n", code)
   f:close()
-  os.execute("(" .. prefix .. " " .. net.childenv() .. " timeout " .. (seconds or 20) .. " lua5.4 "
+  local shell, assigns = prefix:match("^(.-)%s*([%w_]+=.*)$")
+  if not shell then shell, assigns = prefix, "" end
+  os.execute("(" .. shell .. " " .. net.childenv() .. " timeout "
+    .. (seconds or 20)
+    .. " env " .. assigns .. " lua5.4 "
     .. net.shquote(script) .. " > " .. net.shquote(outfile) .. " 2>&1; echo $? > "
     .. net.shquote(donefile) .. ") &")
   local h = {}

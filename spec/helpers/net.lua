@@ -3,6 +3,7 @@
 -- leak checks, and child Lua processes with a bounded run time.
 -- Every fixture that opens something hands back a way to close it.
 local S = require "bsdsocket"
+local lfs = require "lfs"
 
 local M = { S = S }
 
@@ -106,19 +107,19 @@ local function collect()
 end
 
 -- The open descriptors of this process: fd -> what it refers to, as /proc
--- shows it ("socket:[1234]", "pipe:[5]", "/dev/null"). A child `find`
--- writes the listing to a file, so that looking opens nothing in here.
+-- shows it ("socket:[1234]", "pipe:[5]", "/dev/null"). Read in-process
+-- with lfs (busted's own dependency), leaving out the one descriptor the
+-- listing itself opens: a child process would see the parent between
+-- fork and exec, which musl's system() spends with a pipe pair open.
 local function listfds()
-  local tmp = os.tmpname()
-  os.execute(("find /proc/%d/fd -mindepth 1 -maxdepth 1 -printf '%%f %%l\\n' > %s 2>/dev/null")
-    :format(M.pid, shquote(tmp)))
-  local f = assert(io.open(tmp))
-  local text = f:read("a")
-  f:close()
-  os.remove(tmp)
+  local dir = "/proc/" .. M.pid .. "/fd"
   local t = {}
-  for fd, target in text:gmatch("(%d+) ([^\n]*)\n") do t[tonumber(fd)] = target end
-  assert(next(t), "no descriptors listed in /proc/" .. M.pid .. "/fd")
+  for name in lfs.dir(dir) do
+    local fd = tonumber(name)
+    local target = fd and lfs.symlinkattributes(dir .. "/" .. name, "target")
+    if target and target ~= dir then t[fd] = target end
+  end
+  assert(next(t), "no descriptors listed in " .. dir)
   return t
 end
 
@@ -194,11 +195,7 @@ end
 -- What descriptor fd of this process refers to, as /proc shows it
 -- ("socket:[1234]", "/tmp/x", "pipe:[5]"), or nil when it is not open.
 function M.fdtarget(fd)
-  local p = assert(io.popen("readlink /proc/" .. M.pid .. "/fd/" .. fd .. " 2>/dev/null"))
-  local t = p:read("a")
-  p:close()
-  t = t:gsub("\n$", "")
-  return t ~= "" and t or nil
+  return (lfs.symlinkattributes("/proc/" .. M.pid .. "/fd/" .. fd, "target"))
 end
 
 -- Sleep for seconds (a fraction is fine) without busy-waiting.

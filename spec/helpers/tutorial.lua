@@ -26,7 +26,11 @@
 --     (/proc/sys/net/ipv4/ip_local_port_range, 32768..60999 by default),
 --     whether after an address ("127.0.0.1:41533", "[::1]:41533") or on
 --     their own, become "#": the ports the kernel picks for bind(0) and
---     for clients. Nothing else is masked, so 80 or 8080 are compared.
+--     for clients. The C library's wording of an error (strerror,
+--     gai_strerror: "Address already in use" in glibc is "Address in use"
+--     in musl) becomes "<message>" where a line ends ": text<TAB>ECODE";
+--     the code is compared. Nothing else is masked, so 80 or 8080 are
+--     compared.
 --     Output lines are compared one for one (trailing white space aside),
 --     blank ones included, so the tutorial shows an empty string as
 --     ("%q"):format(s) rather than as an invisible blank line.
@@ -41,7 +45,9 @@ local M = {}
 function M.parse(text)
   local sections = { { title = "(top)", line = 1, blocks = {} } }
   local fence, n = nil, 0
-  for line in (text .. (text:sub(-1) == "\n" and "" or "\n")):gmatch("([^\n]*)\n") do
+  local body = text .. (text:sub(-1) == "\n" and "" or "\n")
+  for text_line in body:gmatch("([^\n]*)\n") do
+    local line = text_line  -- reassigned: 5.5 loop variables are read-only
     n = n + 1
     if fence then
       if line:match("^%s*```%s*$") then
@@ -133,6 +139,7 @@ function M.normalise(s)
     if ephemeral(d) then return "#" end
   end)
   s = s:gsub("%s+$", "")
+  s = s:gsub(": [^\t:]+(\tE[%u%d_]+)$", ": <message>%1")
   return s
 end
 
