@@ -200,6 +200,63 @@ describe("bsdsocket.loop dispatch", function()
     end)
   end)
 
+  describe("TLS streams (pollable userdata) in one batch", function()
+    local ok_tls, tls = pcall(require, "bsdsocket.tls")
+    local certs = require "helpers.certs"
+    local c
+    if not ok_tls then
+      pending("bsdsocket.tls not built: " .. tostring(tls))
+      return
+    end
+    setup(function() c = certs.make() end)
+    teardown(function() if c then c:remove() end end)
+
+    it("a task closing the TLS stream another task reads: the reader gets EBADF", function()
+      local sctx = assert(tls.context({ mode = "server", certfile = c.server_cert, keyfile = c.server_key }))
+      local cctx = assert(tls.context({ cafile = c.ca }))
+      local srv = assert(S.tcp_listen("127.0.0.1", 0))
+      local port = srv:getsockname().port
+      local streams, clients = {}, {}
+      finally(function()
+        srv:close()
+        for _, t in pairs(streams) do t:close() end
+        for _, t in pairs(clients) do t:close() end
+      end)
+      local N, got, first, ready = 3, {}, nil, 0
+      for i = 1, N do
+        loop.spawn(function()
+          local t = tls.wrap(assert(srv:accept()), sctx)
+          streams[i] = t
+          assert(t:handshake())
+          ready = ready + 1
+          got[i] = { t:recv(100) }
+          if first then return end
+          first = i
+          for j = 1, N do if streams[j] ~= t then streams[j]:close() end end
+        end)
+        loop.spawn(function()
+          local t = tls.wrap(assert(S.tcp_connect("127.0.0.1", port)), cctx, { servername = "localhost" })
+          clients[i] = t
+          assert(t:handshake())
+        end)
+      end
+      loop.spawn(function()        -- every client writes in one resume
+        while ready < N do loop.sleep(0.01) end
+        loop.sleep(0.05)
+        for i = 1, N do assert(clients[i]:send("m" .. i)) end
+      end)
+      assert.is_true(loop.run(10))
+      assert.same({}, errors)
+      assert.matches("^m%d$", got[first][1])  -- which client it was is not known
+      for i = 1, N do
+        if i ~= first then
+          assert.is_nil(got[i][1], "stream " .. i .. " read " .. tostring(got[i][1]))
+          assert.equal("EBADF", got[i][3], tostring(got[i][2]))
+        end
+      end
+    end)
+  end)
+
   describe("a task cancelling later tasks of the same batch", function()
     it("on other sockets: each cancelled task sees ECANCELED once", function()
       local mine, peers = pairs_of(3)
