@@ -18,7 +18,10 @@
 # Then a breakdown of the bsdsocket loop's bytes per task, measured inside
 # one Lua process with collectgarbage("count") (what the Lua allocator
 # accounts for) plus the scheduler's C arrays (which it does not): see
-# breakdown() below. Target: bsdsocket <= 1,500 B per connection.
+# the breakdown part below. Target: bsdsocket <= 1,500 B per connection.
+# IDLE_N matters: the scheduler's arrays and tables grow by doubling, so
+# the bytes per connection are least just below a power of 2 (10,000 is
+# 61% of 16,384; 8,500 is 52% and costs about 20 B more).
 #
 # Environment: LUA (lua5.4), MODULE_DIR (build), IDLE_N (10000),
 # OLD_TREE (none), IDLE_TRIES (1: the best of N runs per server).
