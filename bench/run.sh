@@ -53,6 +53,7 @@
 #    wrk runs on the same CPUs, so on a 2-CPU machine the CPU per request is
 #    the fairer comparison. Targets (1 worker, req/s): >= 0.7x nginx on the
 #    12-byte file, >= 0.9x on 100 KB.
+# Memory per idle connection (issue 21) is measured apart: bench/idle_memory.sh.
 # Each measurement is the best of BENCH_TRIES runs, the implementations
 # interleaved within each try. Misses print MISS; the run never fails on one.
 #
