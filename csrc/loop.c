@@ -104,12 +104,14 @@ typedef struct sched {
   const char *waitstr;   /* "bsdsocket.wait", kept in UV_WAITSTR */
   unsigned id;           /* which scheduler of the state (bsd_socket) */
   unsigned mark;         /* wakeall's last mark */
+  int haserror;          /* UV_ERROR holds an error for run() to raise */
+  int qlen;              /* tasks in the run queue */
   bsd_closehook hook;
 } sched;
 
 /* user values of the scheduler */
 enum { UV_COS = 1, UV_MSGS, UV_POLLER, UV_OUTCOME, UV_REPORT, UV_TASKS,
-       UV_WAITSTR, UV_FDOF, NUV = UV_FDOF };
+       UV_WAITSTR, UV_FDOF, UV_ERROR, NUV = UV_ERROR };
 
 /* what a task yields for sleep and join, and what a wait on a closed
 ** socket is resumed with: addresses known to loop.lua through fields */
@@ -144,6 +146,7 @@ static void enqueue(sched *S, int id, int rv) {
   t->state = T_QUEUED;
   t->rv = (unsigned char)rv;
   t->qnext = -1;
+  S->qlen++;
   if (S->qtail < 0) S->qhead = id;
   else S->t[S->qtail].qnext = id;
   S->qtail = id;
@@ -156,6 +159,7 @@ static void dequeue(sched *S, int id) {
     cur = S->t[cur].qnext;
   }
   if (cur < 0) return;
+  S->qlen--;
   if (prev < 0) S->qhead = S->t[id].qnext;
   else S->t[prev].qnext = S->t[id].qnext;
   if (S->qtail == id) S->qtail = prev;
@@ -292,11 +296,10 @@ static void setmsg(lua_State *L, int id) {
 ** error is reported. The outcome (whatever the coroutine left on its
 ** stack: the results, or the error) is kept for join when there is one. */
 static void finished(lua_State *L, sched *S, int id, int ok, int nres) {
-  task *t = &S->t[id];
-  lua_State *co = t->co;
-  int j = t->joiners, stop = t->stopon;
-  cleartimer(S, id);
-  S->ntasks--;
+  lua_State *co = S->t[id].co;
+  int j = S->t[id].joiners;
+  /* First the tables and records, which allocate nothing: what follows
+  ** allocates, and a finalizer run by the collector may spawn tasks. */
   lua_getiuservalue(L, 1, UV_TASKS);
   lua_getiuservalue(L, 1, UV_COS);
   lua_rawgeti(L, -1, id);                   /* co, anchored on our stack */
@@ -305,6 +308,20 @@ static void finished(lua_State *L, sched *S, int id, int ok, int nres) {
   lua_pushvalue(L, -1);
   lua_pushnil(L);
   lua_rawset(L, -5);                        /* tasks[co] = nil */
+  cleartimer(S, id);
+  S->ntasks--;
+  if (S->t[id].stopon) S->stopping = 1;
+  S->t[id].state = T_FREE;
+  S->t[id].co = NULL;
+  S->t[id].next = S->freelist;
+  S->freelist = id;
+  while (j >= 0) {                          /* its joiners go on */
+    int older = S->t[j].next;
+    S->t[j].next = -1;
+    cleartimer(S, j);
+    enqueue(S, j, RV_TRUE);
+    j = older;
+  }
   if (!ok || nres > 0) {
     int i, base = lua_gettop(co) - nres;
     lua_getiuservalue(L, 1, UV_OUTCOME);
@@ -324,26 +341,34 @@ static void finished(lua_State *L, sched *S, int id, int ok, int nres) {
     lua_pop(L, 1);
   }
   if (ok) lua_settop(co, 0);  /* dead, as coroutine.status sees it */
-  t->state = T_FREE;
-  t->co = NULL;
-  t->next = S->freelist;
-  S->freelist = id;
-  while (j >= 0) {                          /* its joiners go on */
-    int older = S->t[j].next;
-    S->t[j].next = -1;
-    cleartimer(S, j);
-    enqueue(S, j, RV_TRUE);
-    j = older;
-  }
-  if (stop) S->stopping = 1;
-  if (!ok) {                                /* report(co, err) */
+  else {
+    /* report(co, err); an error there (loop.onerror raising) waits in
+    ** UV_ERROR until the batch is done (run() raises it then): unwinding
+    ** now would strand the other tasks of the batch */
     lua_getiuservalue(L, 1, UV_REPORT);
     lua_pushvalue(L, -2);
     lua_pushvalue(co, -1);
     lua_xmove(co, L, 1);
-    lua_call(L, 2, 0);
+    if (lua_pcall(L, 2, 0, 0) != LUA_OK) {
+      if (lua_getiuservalue(L, 1, UV_ERROR) == LUA_TNIL) {
+        lua_pop(L, 1);
+        lua_setiuservalue(L, 1, UV_ERROR);
+        S->haserror = 1;
+      }
+      else lua_pop(L, 2);
+    }
   }
   lua_pop(L, 3);
+}
+
+/* raises the error that loop.onerror raised during the last batch */
+static void raisepending(lua_State *L, sched *S) {
+  S->haserror = 0;
+  S->running = 0;
+  lua_getiuservalue(L, 1, UV_ERROR);
+  lua_pushnil(L);
+  lua_setiuservalue(L, 1, UV_ERROR);
+  lua_error(L);
 }
 
 static void failwait(lua_State *L, sched *S, int id);
@@ -504,10 +529,11 @@ static int registerfd(lua_State *L, sched *S, slot *sl, int fd, int fresh) {
 /* The yield "bsdsocket.wait", obj, events, deadline: links the task as a
 ** waiter on the object's descriptor and makes sure the poller has it. */
 static void dowait(lua_State *L, sched *S, int id, int nres) {
-  task *t = &S->t[id];
-  lua_State *co = t->co;
+  lua_State *co = S->t[id].co;
   bsd_socket *s;
+  /* pollfd() may run Lua code that spawns tasks (S->t moves): t after */
   int fd = objfd(L, co, -nres + 1, &s), ev, fresh = 0, err;
+  task *t;
   lua_Integer want = lua_tointeger(co, -nres + 2);
   double d = nres >= 4 && lua_type(co, -nres + 3) == LUA_TNUMBER
              ? lua_tonumber(co, -nres + 3) : -1;
@@ -541,6 +567,7 @@ static void dowait(lua_State *L, sched *S, int id, int nres) {
     sl->sock = NULL;
   }
   lua_pop(co, nres);
+  t = &S->t[id];
   t->state = T_WAITING;
   t->fd = fd;
   t->ev = (unsigned char)ev;
@@ -666,14 +693,17 @@ static void expire(lua_State *L, sched *S, double now) {
   }
 }
 
+/* Resumes the tasks queued when the pass began (as many as there were:
+** one of them may be cancelled meanwhile), not those they queue. */
 static void runqueue(lua_State *L, sched *S) {
-  int last = S->qtail;
-  while (S->qhead >= 0) {
-    int id = S->qhead, done = id == last;
+  int n = S->qlen;
+  while (n-- > 0 && S->qhead >= 0) {
+    int id = S->qhead;
     S->qhead = S->t[id].qnext;
     if (S->qhead < 0) S->qtail = -1;
+    S->qlen--;
     resume(L, S, id, S->t[id].rv);
-    if (done || S->stopping) break;
+    if (S->stopping) break;
   }
 }
 
@@ -757,11 +787,13 @@ static int l_run(lua_State *L) {
     int n, i;
     if (S->qhead >= 0) {
       runqueue(L, S);
+      if (S->haserror) raisepending(L, S);
       if (S->stopping || S->ntasks == 0) break;
     }
     if (S->hn > 0 || stopat >= 0) {
       double now = bsd_monotime();
       if (S->hn > 0) expire(L, S, now);
+      if (S->haserror) raisepending(L, S);
       if (S->stopping || S->ntasks == 0) break;
       if (stopat >= 0 && now >= stopat) break;
       if (S->qhead < 0) {
@@ -790,6 +822,7 @@ static int l_run(lua_State *L) {
       bsd_poller_event(S->poller, i, &fd, &revents);
       dispatch(L, S, fd, revents);
     }
+    if (S->haserror) raisepending(L, S);
     if (S->stopping) break;
   }
   S->running = 0;
