@@ -51,9 +51,12 @@ typedef struct bsd_socket {
   int family;
   int type;          /* without SOCK_NONBLOCK/SOCK_CLOEXEC bits */
   int protocol;
-  double timeout;    /* seconds; < 0 means block forever */
-  int fd_nonblock;   /* O_NONBLOCK is set on fd */
-  int want;          /* BSD_WANT_* of the last call that would have blocked */
+  /* the descriptor the loop's poller has for it (loop.c), else -1, and
+  ** which scheduler's poller that is */
+  int loopfd;
+  unsigned loopid;
+  unsigned char fd_nonblock;  /* O_NONBLOCK is set on fd */
+  unsigned char want;  /* BSD_WANT_* of the last call that would have blocked */
   /* Readiness hint for tasks on TCP sockets (see recvinto in socket.c):
   ** rdrained says a short read emptied the receive queue, so the next recv
   ** in a task may wait for the poller without trying; a poller that
@@ -64,10 +67,7 @@ typedef struct bsd_socket {
   unsigned char rsticky;
   /* a loop task has waited on it: closing it wakes the waiters */
   unsigned char waited;
-  /* the descriptor the loop's poller has for it (loop.c), else -1, and
-  ** which scheduler's poller that is */
-  int loopfd;
-  unsigned loopid;
+  double timeout;    /* seconds; < 0 means block forever */
 } bsd_socket;
 
 /* marks a bsd_addr (see bsd_testaddr in addr.c) */

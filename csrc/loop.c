@@ -69,22 +69,23 @@ typedef struct task {
   unsigned char rv;      /* enum rvalue, while queued */
   unsigned char ev;      /* waiting: 0 read, 1 write */
   unsigned char stopon;  /* its end stops run() (join outside tasks) */
-  int nargs;             /* RV_START: arguments on its stack */
-  int fd;                /* waiting: the descriptor */
+  int fd;                /* waiting: the descriptor; joining: the target;
+                         ** RV_START: the arguments on its stack */
   int next;              /* the next (older) waiter on the same descriptor
                          ** or target; the next free record */
   int qnext;             /* the next task in the run queue */
   int joiners;           /* the newest task joining this one */
   int hidx;              /* its place in the heap, 0 when none */
   double deadline;
-  unsigned long seq;     /* the order deadlines were set in */
+  unsigned seq;          /* the order deadlines were set in */
   unsigned mark;         /* in the chain that wakeall is resuming */
 } task;
 
 typedef struct slot {
   int head[2];           /* newest reader, writer; -1 when none */
-  bsd_socket *sock;      /* the socket that registered it (its hints) */
-  const void *obj;       /* the other object that registered it */
+  const void *who;       /* the object that registered it */
+  unsigned char issock;  /* who is a bsd_socket (whose hints a report
+                         ** updates) */
   unsigned char reg;     /* epoll: registered; poll: the armed events */
 } slot;
 
@@ -97,7 +98,7 @@ typedef struct sched {
   int qhead, qtail;      /* run queue, -1 when empty */
   int *heap;             /* 1-based */
   int hn, hcap;
-  unsigned long seq;
+  unsigned seq;
   slot *slots;
   int nslots;
   int running, stopping;
@@ -129,9 +130,10 @@ static void *resize(lua_State *L, void *block, size_t osize, size_t nsize) {
   return nb;
 }
 
+/* arrays grow by half: a server's memory per connection counts them */
 static int grow(int cap, int need) {
   if (cap < 16) cap = 16;
-  while (cap < need) cap *= 2;
+  while (cap < need) cap += cap / 2;
   return cap;
 }
 
@@ -169,8 +171,9 @@ static void dequeue(sched *S, int id) {
 
 static int before(const sched *S, int a, int b) {
   const task *x = &S->t[a], *y = &S->t[b];
+  /* seq may wrap: compared as a difference */
   return x->deadline < y->deadline
-         || (x->deadline == y->deadline && x->seq < y->seq);
+         || (x->deadline == y->deadline && (int)(x->seq - y->seq) < 0);
 }
 
 static void hplace(sched *S, int i, int id) {
@@ -235,8 +238,8 @@ static slot *getslot(lua_State *L, sched *S, int fd) {
                               sizeof(slot) * (size_t)ncap);
     for (i = S->nslots; i < ncap; i++) {
       S->slots[i].head[0] = S->slots[i].head[1] = -1;
-      S->slots[i].sock = NULL;
-      S->slots[i].obj = NULL;
+      S->slots[i].who = NULL;
+      S->slots[i].issock = 0;
       S->slots[i].reg = 0;
     }
     S->nslots = ncap;
@@ -414,7 +417,7 @@ static void resume(lua_State *L, sched *S, int id, int rv) {
   lua_State *co = t->co;
   int nargs = 1, nres, status;
   switch (rv) {
-    case RV_START: nargs = t->nargs; break;
+    case RV_START: nargs = t->fd; break;
     case RV_TRUE: lua_pushboolean(co, 1); break;
     case RV_FALSE: lua_pushboolean(co, 0); break;
     case RV_NIL: lua_pushnil(co); break;
@@ -552,19 +555,19 @@ static void dowait(lua_State *L, sched *S, int id, int nres) {
       fresh = 1;
     }
     s->waited = 1;
-    sl->sock = s;
-    sl->obj = NULL;
+    sl->who = s;
+    sl->issock = 1;
   }
   else if (lua_type(co, -nres + 1) == LUA_TNUMBER) {
     fresh = 1;                    /* a bare number may name anything now */
-    sl->sock = NULL;
-    sl->obj = NULL;
+    sl->who = NULL;
+    sl->issock = 0;
   }
   else {
     const void *o = lua_topointer(co, -nres + 1);
-    if (sl->obj != o) fresh = 1;
-    sl->obj = o;
-    sl->sock = NULL;
+    if (sl->who != o || sl->issock) fresh = 1;
+    sl->who = o;
+    sl->issock = 0;
   }
   lua_pop(co, nres);
   t = &S->t[id];
@@ -644,8 +647,8 @@ static void dispatch(lua_State *L, sched *S, int fd, unsigned revents) {
   slot *sl;
   if (fd < 0 || fd >= S->nslots) return;
   sl = &S->slots[fd];
-  if (sl->sock) {
-    bsd_socket *s = sl->sock;
+  if (sl->issock) {
+    bsd_socket *s = (bsd_socket *)sl->who;
     if (s->fd == fd) {            /* its readiness hints (see recvinto) */
       if (revents & (POLLIN | POLLPRI | POLLHUP | POLLERR)) s->rdrained = 0;
       if (revents & (POLLPRI | POLLRDHUP | POLLHUP | POLLERR)) s->rsticky = 1;
@@ -654,8 +657,8 @@ static void dispatch(lua_State *L, sched *S, int fd, unsigned revents) {
   if (!S->edge) sl->reg = 0;      /* the one-shot registration fired */
   if (revents & POLLNVAL) {       /* closed behind our back */
     sl->reg = 0;
-    sl->sock = NULL;
-    sl->obj = NULL;
+    sl->who = NULL;
+    sl->issock = 0;
   }
   if ((revents & RWAKE) && sl->head[0] >= 0) wakeall(L, S, fd, 0);
   sl = &S->slots[fd];             /* tasks may have grown the array */
@@ -724,8 +727,8 @@ static void onclose(lua_State *L, void *ud, bsd_socket *s, int fd) {
     bsd_poller_ctl(L, S->poller, fd, 0, 'd');
     sl->reg = 0;
   }
-  sl->sock = NULL;
-  sl->obj = NULL;
+  sl->who = NULL;
+  sl->issock = 0;
   for (ev = 0; ev < 2; ev++) {
     int id = sl->head[ev];
     sl->head[ev] = -1;
@@ -753,7 +756,7 @@ static int l_spawn(lua_State *L) {
   luaL_checkstack(co, n + 1, "too many arguments to spawn");
   lua_xmove(L, co, n);
   S->t[id].co = co;
-  S->t[id].nargs = n;
+  S->t[id].fd = n;
   lua_getiuservalue(L, 1, UV_COS);
   lua_pushvalue(L, 2);
   lua_rawseti(L, -2, id);
