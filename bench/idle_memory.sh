@@ -19,8 +19,8 @@
 # one Lua process with collectgarbage("count") (what the Lua allocator
 # accounts for) plus the scheduler's C arrays (which it does not): see
 # the breakdown part below. Target: bsdsocket <= 1,500 B per connection.
-# IDLE_N matters: the scheduler's arrays and tables grow by doubling, so
-# the bytes per connection are least just below a power of 2 (10,000 is
+# IDLE_N matters: the scheduler's arrays grow by half and Lua's tables by
+# doubling, so the bytes per connection are least just below a power of 2 (10,000 is
 # 61% of 16,384; 8,500 is 52% and costs about 20 B more).
 #
 # Environment: LUA (lua5.4), MODULE_DIR (build), IDLE_N (10000),
@@ -173,7 +173,7 @@ fi
 # step; the scheduler's arrays (task records, descriptor slots, deadline
 # heap) are allocated through the state's allocator but not counted by
 # collectgarbage, so they are computed from their capacities (struct sizes
-# from csrc/loop.c as of this commit: task 56 B, slot 32 B).
+# from csrc/loop.c as of this commit: task 48 B, slot 24 B).
 cat > "$TMP/breakdown.lua" <<'EOF'
 local S = require "bsdsocket"
 local loop = require "bsdsocket.loop"
@@ -241,12 +241,12 @@ print(("    first run, waiting in recv (stack, CallInfo) %4.0f B"):format(per(4,
 print(("    after the round trip                      %6.0f B"):format(per(5, 6)))
 local lua = (t[6] - t[2]) * 1024 / N
 print(("    total Lua heap, server side               %6.0f B"):format(lua))
--- the scheduler's C arrays, by capacity (powers of 2 from 16)
-local function cap(n) local c = 16; while c < n do c = c * 2 end; return c end
+-- the scheduler's C arrays, by capacity (from 16, growing by half)
+local function cap(n) local c = 16; while c < n do c = c + c // 2 end; return c end
 -- (in a server process the descriptors go up to about N)
-local tasks = cap(N + 2) * 56
-local slots = cap(N + 8) * 32
-print(("    C arrays: %d task records x 56 B = %.0f B, %d slots x 32 B = %.0f B per connection"):format(
+local tasks = cap(N + 2) * 48
+local slots = cap(N + 8) * 24
+print(("    C arrays: %d task records x 48 B = %.0f B, %d slots x 24 B = %.0f B per connection"):format(
   cap(N + 2), tasks / N, cap(N + 8), slots / N))
 print(("  process RSS growth with both ends here: %.0f B per connection"):format((r1 - r0) * 1024 / N))
 for i = 1, N do clients[i]:close() end
