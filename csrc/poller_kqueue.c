@@ -58,21 +58,24 @@ struct bsd_pollbe {
 const char bsd_pollbe_name[] = "kqueue";
 const unsigned bsd_pollbe_flags = BSD_POLL_ONESHOT;
 
-/* the changes from events old to new of fd into ch (at most 4) */
+/* the changes from events old to new of fd into ch (at most 4). A filter
+** to re-arm (one-shot fired, or one-shot switched) is deleted and added
+** again: EV_ADD evaluates the level on every kqueue, and libkqueue refuses
+** an EV_ADD or EV_ENABLE|EV_RECEIPT of a socket's existing filter. One
+** already armed as asked costs nothing. */
 static int changes(struct kevent *ch, int fd, unsigned old, unsigned new) {
   static const struct { short filter; unsigned bits; } f[] = {
     {EVFILT_READ, READBITS}, {EVFILT_WRITE, POLLOUT}
   };
   unsigned short dispatch = new & BSD_POLL_ONESHOT ? EV_DISPATCH : 0;
+  int rearm = ((old ^ new) & BSD_POLL_ONESHOT) || (old & DISARMED);
   int i, n = 0;
   for (i = 0; i < 2; i++) {
     int had = (old & f[i].bits) != 0, wants = (new & f[i].bits) != 0;
-    /* a filter's EV_DISPATCH is fixed when it is added */
-    if (had && (!wants || (old ^ new) & BSD_POLL_ONESHOT))
+    if (had && (!wants || rearm))
       EV_SET(&ch[n++], fd, f[i].filter, EV_DELETE, 0, 0, NULL);
-    if (wants)
-      EV_SET(&ch[n++], fd, f[i].filter, EV_ADD | EV_ENABLE | dispatch, 0, 0,
-             NULL);
+    if (wants && (!had || rearm))
+      EV_SET(&ch[n++], fd, f[i].filter, EV_ADD | dispatch, 0, 0, NULL);
   }
   return n;
 }
