@@ -61,14 +61,18 @@ const unsigned bsd_pollbe_flags = BSD_POLL_ONESHOT;
 /* the changes from events old to new of fd into ch (at most 4). A filter
 ** to re-arm (one-shot fired, or one-shot switched) is deleted and added
 ** again: EV_ADD evaluates the level on every kqueue, and libkqueue refuses
-** an EV_ADD or EV_ENABLE|EV_RECEIPT of a socket's existing filter. One
-** already armed as asked costs nothing. */
-static int changes(struct kevent *ch, int fd, unsigned old, unsigned new) {
+** an EV_ADD or EV_ENABLE|EV_RECEIPT of a socket's existing filter. So is
+** every filter of an add (fresh): the number may have been closed and
+** reused behind the poller's back (a BSD kernel then forgot the filters,
+** libkqueue kept them on the closed one). A modify of a filter already
+** armed as asked costs nothing. */
+static int changes(struct kevent *ch, int fd, unsigned old, unsigned new,
+                   int fresh) {
   static const struct { short filter; unsigned bits; } f[] = {
     {EVFILT_READ, READBITS}, {EVFILT_WRITE, POLLOUT}
   };
   unsigned short dispatch = new & BSD_POLL_ONESHOT ? EV_DISPATCH : 0;
-  int rearm = ((old ^ new) & BSD_POLL_ONESHOT) || (old & DISARMED);
+  int rearm = fresh || ((old ^ new) & BSD_POLL_ONESHOT) || (old & DISARMED);
   int i, n = 0;
   for (i = 0; i < 2; i++) {
     int had = (old & f[i].bits) != 0, wants = (new & f[i].bits) != 0;
@@ -107,7 +111,7 @@ static int apply(bsd_pollbe *b, struct kevent *ch, int n) {
 /* deletes both filters, whatever is left of them */
 static void forget(bsd_pollbe *b, int fd) {
   struct kevent ch[4];
-  apply(b, ch, changes(ch, fd, READBITS | POLLOUT, 0));
+  apply(b, ch, changes(ch, fd, READBITS | POLLOUT, 0, 0));
   b->reg[fd].events = 0;
 }
 
@@ -173,12 +177,12 @@ int bsd_pollbe_ctl(lua_State *L, bsd_pollbe *b, int op, int fd,
   old = b->reg[fd].events;
   if (op == BSD_POLL_DEL) events = 0;
   events &= BSD_POLL_WANT | BSD_POLL_ONESHOT;
-  n = changes(ch, fd, old, events);
+  n = changes(ch, fd, old, events, op == BSD_POLL_ADD);
   err = n ? apply(b, ch, n) : 0;
   if (err == EBADF && !(old & REGISTERED)) {
     /* libkqueue kept a filter of a number closed behind our back */
     forget(b, fd);
-    err = apply(b, ch, changes(ch, fd, 0, events));
+    err = apply(b, ch, changes(ch, fd, 0, events, 1));
   }
   if (err) {
     forget(b, fd);
