@@ -193,8 +193,10 @@ STATIC_SRCS = $(SRCS) $(if $(HAVE_OPENSSL),csrc/tls.c)
 static:
 	cppcheck $(CPPCHECK_FLAGS) $(STATIC_SRCS)
 	cppcheck $(CPPCHECK_FLAGS) -DBSD_BACKEND_POLL csrc/poller*.c
+	$(if $(wildcard $(LIBKQUEUE_SRC)/include),cppcheck $(CPPCHECK_FLAGS) -DBSD_BACKEND_KQUEUE -I$(LIBKQUEUE_SRC)/include csrc/poller*.c)
 	printf '%s\n' $(STATIC_SRCS) | xargs -P "$$(nproc)" -I{} clang-tidy --quiet {} -- $(TIDY_ARGS)
 	for f in csrc/poller*.c; do clang-tidy --quiet $$f -- $(TIDY_ARGS) -DBSD_BACKEND_POLL || exit 1; done
+	$(if $(wildcard $(LIBKQUEUE_SRC)/include),for f in csrc/poller*.c; do clang-tidy --quiet $$f -- $(TIDY_ARGS) -DBSD_BACKEND_KQUEUE -I$(LIBKQUEUE_SRC)/include || exit 1; done)
 	@echo "static: cppcheck and clang-tidy clean"
 
 # What CI needs beyond `deps`: the static checkers and clang's fuzzer runtime.

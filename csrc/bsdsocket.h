@@ -95,6 +95,19 @@ int bsd_intask(lua_State *L);
 ** in lua.c), so the call must return to Lua instead of retrying */
 int bsd_interrupted(lua_State *L);
 
+/* A poller backend whose registrations would outlive close(2) (kqueue
+** emulated on Linux keeps them; poll(2) would report POLLNVAL) watches
+** closes: bsd_closing(L, fd) calls fn with fd, and is called just before
+** the module closes a descriptor a poller may have registered (a socket's
+** close, __close, __gc, a TLS stream's close, a lookup's wake socket). */
+typedef struct bsd_closewatch {
+  void (*fn)(struct bsd_closewatch *w, int fd);
+  struct bsd_closewatch *next, *prev;   /* util.c's list */
+} bsd_closewatch;
+void bsd_watchcloses(lua_State *L, bsd_closewatch *w);
+void bsd_unwatchcloses(bsd_closewatch *w);  /* harmless if not watching */
+void bsd_closing(lua_State *L, int fd);
+
 /* ---- buffer.c: byte buffers (S.buffer); depends on util.c only ---- */
 
 #define BSD_BUFFER_MT "bsdsocket.buffer"
@@ -181,17 +194,6 @@ bsd_socket *bsd_wrapfd(lua_State *L, int fd);
 /* nil, "<call> <peer, or local end>: <reason>", code */
 int bsd_sockerror(lua_State *L, bsd_socket *s, const char *call, int err);
 int bsd_addrerror(lua_State *L, const char *call, const bsd_addr *a, int err);
-
-/* A poller backend whose registrations would outlive close(2) (kqueue
-** emulated on Linux keeps them; poll(2) would report POLLNVAL) watches
-** closes: socket.c calls fn with the descriptor just before it closes a
-** socket's (close, __close, __gc, a TLS stream's close). */
-typedef struct bsd_closewatch {
-  void (*fn)(struct bsd_closewatch *w, int fd);
-  struct bsd_closewatch *next, *prev;   /* socket.c's list */
-} bsd_closewatch;
-void bsd_watchcloses(lua_State *L, bsd_closewatch *w);
-void bsd_unwatchcloses(bsd_closewatch *w);  /* harmless if not watching */
 
 /* The shared I/O loop (CPython's sock_call_ex). A call that may block
 ** supplies only its system call, as an impl that reports one of these;

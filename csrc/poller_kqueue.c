@@ -71,7 +71,7 @@ static int changes(struct kevent *ch, int fd, unsigned old, unsigned new,
   static const struct { short filter; unsigned bits; } f[] = {
     {EVFILT_READ, READBITS}, {EVFILT_WRITE, POLLOUT}
   };
-  unsigned short dispatch = new & BSD_POLL_ONESHOT ? EV_DISPATCH : 0;
+  unsigned short dispatch = (new & BSD_POLL_ONESHOT) ? EV_DISPATCH : 0;
   int rearm = fresh || ((old ^ new) & BSD_POLL_ONESHOT) || (old & DISARMED);
   int i, n = 0;
   for (i = 0; i < 2; i++) {
@@ -92,10 +92,12 @@ static int apply(bsd_pollbe *b, struct kevent *ch, int n) {
   int i, err = 0;
 #ifdef EV_RECEIPT
   struct kevent out[4];
+  int got;
+  if (n == 0) return 0;
   for (i = 0; i < n; i++) ch[i].flags |= EV_RECEIPT;
-  n = kevent(b->kq, ch, n, out, n, &zero);
-  if (n < 0) return errno;
-  for (i = 0; i < n && !err; i++) {
+  got = kevent(b->kq, ch, n, out, n, &zero);  /* one receipt per change */
+  if (got < 0) return errno;
+  for (i = 0; i < got && i < n && !err; i++) {
     int e = (out[i].flags & EV_ERROR) ? (int)out[i].data : 0;
     if (e && !(e == ENOENT && (ch[i].flags & EV_DELETE))) err = e;
   }
@@ -178,7 +180,7 @@ int bsd_pollbe_ctl(lua_State *L, bsd_pollbe *b, int op, int fd,
   if (op == BSD_POLL_DEL) events = 0;
   events &= BSD_POLL_WANT | BSD_POLL_ONESHOT;
   n = changes(ch, fd, old, events, op == BSD_POLL_ADD);
-  err = n ? apply(b, ch, n) : 0;
+  err = apply(b, ch, n);
   if (err == EBADF && !(old & REGISTERED)) {
     /* libkqueue kept a filter of a number closed behind our back */
     forget(b, fd);

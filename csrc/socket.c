@@ -404,44 +404,6 @@ static int sock_fromfd(lua_State *L) {
 
 /* ---- closing ---- */
 
-/* registry key of the list of close watchers (a full userdata: the list's
-** head, created by the first watcher) */
-static const char watchkey = 'w';
-
-void bsd_watchcloses(lua_State *L, bsd_closewatch *w) {
-  bsd_closewatch *head;
-  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &watchkey) == LUA_TNIL) {
-    head = (bsd_closewatch *)lua_newuserdatauv(L, sizeof *head, 0);
-    head->fn = NULL;
-    head->next = head->prev = head;
-    lua_rawsetp(L, LUA_REGISTRYINDEX, &watchkey);
-  }
-  else head = (bsd_closewatch *)lua_touserdata(L, -1);
-  lua_pop(L, 1);
-  w->prev = head;
-  w->next = head->next;
-  head->next->prev = w;
-  head->next = w;
-}
-
-void bsd_unwatchcloses(bsd_closewatch *w) {
-  if (w->next == NULL) return;
-  w->prev->next = w->next;
-  w->next->prev = w->prev;
-  w->next = w->prev = NULL;
-}
-
-/* tells the watchers that fd is about to be closed (the head stays in the
-** registry until lua_close, after every __gc that may come here) */
-static void closing(lua_State *L, int fd) {
-  bsd_closewatch *head, *w;
-  int t = lua_rawgetp(L, LUA_REGISTRYINDEX, &watchkey);
-  head = (bsd_closewatch *)lua_touserdata(L, -1);
-  lua_pop(L, 1);
-  if (t == LUA_TNIL) return;
-  for (w = head->next; w != head; w = w->next) w->fn(w, fd);
-}
-
 /* registry key of bsdsocket.loop's function that wakes the tasks waiting
 ** on a socket being closed (S._setclosehook) */
 static const char closehookkey = 'c';
@@ -453,7 +415,7 @@ static int closewith(lua_State *L, bsd_socket *s, int idx) {
   int fd = s->fd, r, err;
   if (fd < 0) return 0;
   s->fd = -1;
-  closing(L, fd);
+  bsd_closing(L, fd);
   r = close(fd);
   err = errno;
   if (s->waited) {
@@ -494,7 +456,7 @@ static int sock_setclosehook(lua_State *L) {
 static int sock_gc(lua_State *L) {
   bsd_socket *s = bsd_checksocket(L, 1);
   if (s->fd >= 0) {
-    closing(L, s->fd);
+    bsd_closing(L, s->fd);
     close(s->fd);
     s->fd = -1;
   }

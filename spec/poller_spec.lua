@@ -37,6 +37,20 @@ local function child(code)
   return ok, out
 end
 
+-- a new socket with descriptor number fd (the lowest free number comes
+-- first; the sockets it passes on the way go to held, to close at the end)
+local function newsocketat(fd, held)
+  for _ = 1, 100 do
+    local s = assert(S.socket(S.AF_UNIX, S.SOCK_DGRAM))
+    held[#held + 1] = s
+    if s:fileno() >= fd then
+      assert.equal(fd, s:fileno())
+      return s
+    end
+  end
+  error("no socket got descriptor " .. fd)
+end
+
 describe("S.poller", function()
   it("is a poller object with a backend, a descriptor and a text form", function()
     local p <close> = assert(S.poller())
@@ -253,19 +267,7 @@ describe("S.poller", function()
     local q <close> = S.poller({ weak = true })
     local held = {}
     finally(function() net.closeall(table.unpack(held)) end)
-    -- a new socket with descriptor number fd (the lowest free number comes
-    -- first; the sockets it passes on the way are held until the end)
-    local function socketat(fd)
-      for _ = 1, 100 do
-        local s = assert(S.socket(S.AF_UNIX, S.SOCK_DGRAM))
-        held[#held + 1] = s
-        if s:fileno() >= fd then
-          assert.equal(fd, s:fileno())
-          return s
-        end
-      end
-      error("no socket got descriptor " .. fd)
-    end
+    local function socketat(fd) return newsocketat(fd, held) end
     local a, b = S.socketpair()
     held[1] = b
     assert(p:add(a, "r"))
@@ -290,7 +292,33 @@ describe("S.poller", function()
     e = nil                                 -- luacheck: ignore 311
     collectgarbage()
     collectgarbage()
-    assert.equal("ENOENT", select(3, q:modify(socketat(fd), "r")))
+    local _, _, code = q:modify(socketat(fd), "r")
+    assert.equal("ENOENT", code, "still registered")
+  end)
+
+  it("deletes the registration of a lookup's wake socket before it is closed", function()
+    local p <close> = S.poller()
+    local held = {}
+    finally(function() net.closeall(table.unpack(held)) end)
+    -- a task's lookup yields a pollable request; the loop registers it
+    local co = coroutine.create(function() return S.getaddrinfo("localhost", 80) end)
+    S._tasks[co] = true
+    local ok, what, request = coroutine.resume(co)
+    assert.is_true(ok, what)
+    assert.equal("bsdsocket.wait", what)
+    local fd = request:pollfd()
+    assert(p:add(request, "r"))
+    assert.is_true(S._ready(request, "r", 10), "no answer")
+    ok = coroutine.resume(co, true)         -- takes the answer, closes fd
+    assert.is_true(ok)
+    assert.equal("dead", coroutine.status(co))
+    request = nil                           -- luacheck: ignore 311
+    collectgarbage()
+    if BACKEND == "poll" then
+      assert.equal("bsdsocket.poller poll 0 registered", tostring(p))
+    end
+    local _, _, code = p:modify(newsocketat(fd, held), "r")
+    assert.equal("ENOENT", code, "still registered")
   end)
 
   it("refuses a descriptor that is not open (EBADF) and a file (EPERM)", function()
