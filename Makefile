@@ -18,7 +18,7 @@ LIBS        = -ldl $(BACKEND_LIBS)
 # On Linux, kqueue is libkqueue, built from $(VENDOR) into $(BUILD)/libkqueue
 # and linked into core.so. Use a BUILD per backend to keep them side by side.
 BACKEND ?=
-VENDOR  ?= ../shared/vendor
+VENDOR  ?= $(firstword $(wildcard ../shared/vendor ../../shared/vendor) ../shared/vendor)
 UNAME_S := $(shell uname -s)
 ifneq ($(filter-out epoll kqueue poll,$(BACKEND)),)
 $(error BACKEND=$(BACKEND): expected epoll, kqueue or poll)
