@@ -18,14 +18,18 @@ LIBS        = -ldl $(BACKEND_LIBS)
 # On Linux, kqueue is libkqueue, built from $(VENDOR) into $(BUILD)/libkqueue
 # and linked into core.so. Use a BUILD per backend to keep them side by side.
 BACKEND ?=
-VENDOR  ?= $(firstword $(wildcard ../shared/vendor ../../shared/vendor) ../shared/vendor)
+VENDOR  ?= $(firstword $(wildcard ../shared/vendor ../../shared/vendor) \
+             ../shared/vendor)
 UNAME_S := $(shell uname -s)
 ifneq ($(filter-out epoll kqueue poll,$(BACKEND)),)
 $(error BACKEND=$(BACKEND): expected epoll, kqueue or poll)
 endif
-BACKEND_CFLAGS = $(if $(BACKEND),-DBSD_BACKEND_$(shell echo $(BACKEND) | tr a-z A-Z))
+BACKEND_CFLAGS = $(if $(BACKEND),\
+                   -DBSD_BACKEND_$(shell echo $(BACKEND) | tr a-z A-Z))
 LIBKQUEUE_SRC  = $(VENDOR)/libkqueue-2.6.4
 LIBKQUEUE      = $(BUILD)/libkqueue/libkqueue.a
+LIBKQUEUE_MISSING  = $(LIBKQUEUE_SRC) is missing (BACKEND=kqueue on Linux
+LIBKQUEUE_MISSING += builds libkqueue from it; set VENDOR=)
 ifeq ($(BACKEND)-$(UNAME_S),kqueue-Linux)
 BACKEND_CFLAGS += -I$(LIBKQUEUE_SRC)/include
 BACKEND_LIBS    = $(LIBKQUEUE) -Wl,--exclude-libs,ALL
@@ -71,18 +75,23 @@ $(BUILD)/backend: FORCE
 	@echo '$(BACKEND)' | cmp -s - $@ || echo '$(BACKEND)' > $@
 
 $(LIBKQUEUE):
-	@test -f $(LIBKQUEUE_SRC)/CMakeLists.txt || { echo "make: $(LIBKQUEUE_SRC) is missing (BACKEND=kqueue on Linux needs it; set VENDOR=)"; exit 1; }
+	@test -f $(LIBKQUEUE_SRC)/CMakeLists.txt \
+	  || { echo "make: $(LIBKQUEUE_MISSING)"; exit 1; }
 	@mkdir -p $(dir $@)
 	cmake -S $(LIBKQUEUE_SRC) -B $(dir $@) -DCMAKE_BUILD_TYPE=Release \
-	  -DENABLE_SHARED=OFF -DENABLE_STATIC=ON > $(dir $@)cmake.log 2>&1 || { cat $(dir $@)cmake.log; exit 1; }
-	cmake --build $(dir $@) -j2 >> $(dir $@)cmake.log 2>&1 || { cat $(dir $@)cmake.log; exit 1; }
+	  -DENABLE_SHARED=OFF -DENABLE_STATIC=ON > $(dir $@)cmake.log 2>&1 \
+	  || { cat $(dir $@)cmake.log; exit 1; }
+	cmake --build $(dir $@) -j2 >> $(dir $@)cmake.log 2>&1 \
+	  || { cat $(dir $@)cmake.log; exit 1; }
 
 # The whole suite on the other backends, each in a build of its own.
 test-poll:
-	BSDSOCKET_BUILD=build-poll BSDSOCKET_POLL_NESTED=1 $(MAKE) test BUILD=build-poll BACKEND=poll
+	BSDSOCKET_BUILD=build-poll BSDSOCKET_POLL_NESTED=1 \
+	  $(MAKE) test BUILD=build-poll BACKEND=poll
 
 test-kqueue:
-	BSDSOCKET_BUILD=build-kqueue BSDSOCKET_POLL_NESTED=1 $(MAKE) test BUILD=build-kqueue BACKEND=kqueue
+	BSDSOCKET_BUILD=build-kqueue BSDSOCKET_POLL_NESTED=1 \
+	  $(MAKE) test BUILD=build-kqueue BACKEND=kqueue
 
 $(BUILD)/bsdsocket/tls.so: csrc/tls.c $(HDRS)
 	@mkdir -p $(dir $@)
@@ -193,10 +202,14 @@ STATIC_SRCS = $(SRCS) $(if $(HAVE_OPENSSL),csrc/tls.c)
 static:
 	cppcheck $(CPPCHECK_FLAGS) $(STATIC_SRCS)
 	cppcheck $(CPPCHECK_FLAGS) -DBSD_BACKEND_POLL csrc/poller*.c
-	$(if $(wildcard $(LIBKQUEUE_SRC)/include),cppcheck $(CPPCHECK_FLAGS) -DBSD_BACKEND_KQUEUE -I$(LIBKQUEUE_SRC)/include csrc/poller*.c)
+	$(if $(wildcard $(LIBKQUEUE_SRC)/include),cppcheck $(CPPCHECK_FLAGS) \
+	  -DBSD_BACKEND_KQUEUE -I$(LIBKQUEUE_SRC)/include csrc/poller*.c)
 	printf '%s\n' $(STATIC_SRCS) | xargs -P "$$(nproc)" -I{} clang-tidy --quiet {} -- $(TIDY_ARGS)
-	for f in csrc/poller*.c; do clang-tidy --quiet $$f -- $(TIDY_ARGS) -DBSD_BACKEND_POLL || exit 1; done
-	$(if $(wildcard $(LIBKQUEUE_SRC)/include),for f in csrc/poller*.c; do clang-tidy --quiet $$f -- $(TIDY_ARGS) -DBSD_BACKEND_KQUEUE -I$(LIBKQUEUE_SRC)/include || exit 1; done)
+	for f in csrc/poller*.c; do \
+	  clang-tidy --quiet $$f -- $(TIDY_ARGS) -DBSD_BACKEND_POLL || exit 1; done
+	$(if $(wildcard $(LIBKQUEUE_SRC)/include),for f in csrc/poller*.c; do \
+	  clang-tidy --quiet $$f -- $(TIDY_ARGS) -DBSD_BACKEND_KQUEUE \
+	  -I$(LIBKQUEUE_SRC)/include || exit 1; done)
 	@echo "static: cppcheck and clang-tidy clean"
 
 # What CI needs beyond `deps`: the static checkers and clang's fuzzer runtime.

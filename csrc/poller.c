@@ -12,8 +12,8 @@
 **   p:close(), p:fileno(), p:backend()
 **
 ** events: a string of "r" (readable), "w" (writable), "e" (edge-triggered,
-** where the backend can: epoll), "o" (one-shot: disarmed after it fires until the next
-** add/modify), or an integer of S.POLLIN, S.POLLOUT, S.POLLPRI,
+** where the backend can: epoll), "o" (one-shot: disarmed after it fires
+** until the next add/modify), or an integer of S.POLLIN, S.POLLOUT, S.POLLPRI,
 ** S.EPOLLET, S.EPOLLONESHOT bits. revents: an integer of S.POLLIN,
 ** S.POLLOUT, S.POLLPRI, S.POLLERR, S.POLLHUP (and S.POLLRDHUP) bits.
 **

@@ -262,7 +262,8 @@ describe("S.poller", function()
     assert.has_error(function() S.poller(42) end)
   end)
 
-  it("deletes a registration before the socket's descriptor is closed", function()
+  it("deletes a registration before the socket's descriptor is closed",
+  function()
     local p <close> = S.poller()
     local q <close> = S.poller({ weak = true })
     local held = {}
@@ -296,12 +297,15 @@ describe("S.poller", function()
     assert.equal("ENOENT", code, "still registered")
   end)
 
-  it("deletes the registration of a lookup's wake socket before it is closed", function()
+  it("deletes the registration of a lookup's wake socket before it is closed",
+  function()
     local p <close> = S.poller()
     local held = {}
     finally(function() net.closeall(table.unpack(held)) end)
     -- a task's lookup yields a pollable request; the loop registers it
-    local co = coroutine.create(function() return S.getaddrinfo("localhost", 80) end)
+    local co = coroutine.create(function()
+      return S.getaddrinfo("localhost", 80)
+    end)
     S._tasks[co] = true
     local ok, what, request = coroutine.resume(co)
     assert.is_true(ok, what)
@@ -321,7 +325,8 @@ describe("S.poller", function()
     assert.equal("ENOENT", code, "still registered")
   end)
 
-  it("refuses a descriptor that is not open (EBADF) and a file (EPERM)", function()
+  it("refuses a descriptor that is not open (EBADF) and a file (EPERM)",
+  function()
     local p <close> = S.poller()
     local a, b = S.socketpair()
     local fd = a:fileno()
@@ -438,7 +443,8 @@ describe("S.poller", function()
   end)
 
   if not os.getenv("BSDSOCKET_POLL_NESTED") then
-    it("the poll(2) backend (BACKEND=poll) builds and passes the poller, loop and readiness specs", function()
+    it("the poll(2) backend (BACKEND=poll) builds and passes the poller,"
+      .. " loop and readiness specs", function()
       local dir = os.tmpname()
       os.remove(dir)
       local build = ("make -s BUILD=%s BACKEND=poll %s/bsdsocket/core.so 2>&1")
