@@ -11,19 +11,41 @@ LUA_INC    ?= $(shell for p in lua$(LUA_VERSION) lua-$(LUA_VERSION) lua; do \
 BUSTED     ?= $(LUA) /usr/bin/busted
 CC         ?= cc
 OPT        ?= -O2
-CFLAGS_ALL  = -std=c99 -D_GNU_SOURCE -fPIC -pthread $(OPT) -g -Wall -Wextra -Werror $(LUA_INC) $(CFLAGS)
+CFLAGS_ALL  = -std=c99 -D_GNU_SOURCE -fPIC -pthread $(OPT) -g -Wall -Wextra -Werror $(LUA_INC) $(BACKEND_CFLAGS) $(CFLAGS)
 LDFLAGS_SO  = -shared -pthread $(LDFLAGS)
 # resolver.c: worker threads (-pthread) and dladdr/dlopen (-ldl before glibc 2.34)
-LIBS        = -ldl
+LIBS        = -ldl $(BACKEND_LIBS)
 # macOS loads modules as bundles whose Lua symbols the interpreter provides;
 # the BSDs keep dlopen in libc and have no libdl (use gmake there).
 UNAME_S    := $(shell uname -s)
 ifeq ($(UNAME_S),Darwin)
 LDFLAGS_SO  = -bundle -undefined dynamic_lookup -pthread $(LDFLAGS)
-LIBS        =
+LIBS        = $(BACKEND_LIBS)
 endif
 ifneq ($(filter FreeBSD OpenBSD NetBSD DragonFly,$(UNAME_S)),)
-LIBS        =
+LIBS        = $(BACKEND_LIBS)
+endif
+
+# The poller backend (csrc/poller.h): BACKEND=epoll, kqueue or poll; empty
+# is the platform's best (epoll on Linux, kqueue on macOS and the BSDs).
+# On Linux, kqueue is libkqueue, built from $(VENDOR) into $(BUILD)/libkqueue
+# and linked into core.so. Use a BUILD per backend to keep them side by side.
+BACKEND ?=
+VENDOR  ?= $(firstword $(wildcard ../shared/vendor ../../shared/vendor) \
+             ../shared/vendor)
+ifneq ($(filter-out epoll kqueue poll,$(BACKEND)),)
+$(error BACKEND=$(BACKEND): expected epoll, kqueue or poll)
+endif
+BACKEND_CFLAGS = $(if $(BACKEND),\
+                   -DBSD_BACKEND_$(shell echo $(BACKEND) | tr a-z A-Z))
+LIBKQUEUE_SRC  = $(VENDOR)/libkqueue-2.6.4
+LIBKQUEUE      = $(BUILD)/libkqueue/libkqueue.a
+LIBKQUEUE_MISSING  = $(LIBKQUEUE_SRC) is missing (BACKEND=kqueue on Linux
+LIBKQUEUE_MISSING += builds libkqueue from it; set VENDOR=)
+ifeq ($(BACKEND)-$(UNAME_S),kqueue-Linux)
+BACKEND_CFLAGS += -I$(LIBKQUEUE_SRC)/include
+BACKEND_LIBS    = $(LIBKQUEUE) -Wl,--exclude-libs,ALL
+BACKEND_DEPS    = $(LIBKQUEUE)
 endif
 
 PREFIX     ?= /usr/local
@@ -50,13 +72,38 @@ DEB_BENCH    = lua-socket lua-luv valgrind nginx-light wrk
 # certificate, ip and unshare for LuaSocket's suite in a private namespace
 DEB_INTEROP  = lua-socket lua-sec lua-cqueues lua-luv openssl iproute2 util-linux
 
-.PHONY: layers all deps deps-bench deps-ci test sanitize valgrind fuzz static bench bench-tls demo install uninstall clean rock-check errnames lint constants
+.PHONY: FORCE test-poll test-kqueue layers all deps deps-bench deps-ci test sanitize valgrind fuzz static bench bench-tls demo install uninstall clean rock-check errnames lint constants
 
 all: $(MODULE) $(TLS_MODULE)
 
-$(MODULE): $(SRCS) $(HDRS)
+$(MODULE): $(SRCS) $(HDRS) $(BUILD)/backend $(BACKEND_DEPS)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) -o $@ $(SRCS) $(LDFLAGS_SO) $(LIBS)
+
+# what BACKEND the build in $(BUILD) has: rewritten (and core.so rebuilt)
+# only when it changes
+$(BUILD)/backend: FORCE
+	@mkdir -p $(dir $@)
+	@echo '$(BACKEND)' | cmp -s - $@ || echo '$(BACKEND)' > $@
+
+$(LIBKQUEUE):
+	@test -f $(LIBKQUEUE_SRC)/CMakeLists.txt \
+	  || { echo "make: $(LIBKQUEUE_MISSING)"; exit 1; }
+	@mkdir -p $(dir $@)
+	cmake -S $(LIBKQUEUE_SRC) -B $(dir $@) -DCMAKE_BUILD_TYPE=Release \
+	  -DENABLE_SHARED=OFF -DENABLE_STATIC=ON > $(dir $@)cmake.log 2>&1 \
+	  || { cat $(dir $@)cmake.log; exit 1; }
+	cmake --build $(dir $@) -j2 >> $(dir $@)cmake.log 2>&1 \
+	  || { cat $(dir $@)cmake.log; exit 1; }
+
+# The whole suite on the other backends, each in a build of its own.
+test-poll:
+	BSDSOCKET_BUILD=build-poll BSDSOCKET_POLL_NESTED=1 \
+	  $(MAKE) test BUILD=build-poll BACKEND=poll
+
+test-kqueue:
+	BSDSOCKET_BUILD=build-kqueue BSDSOCKET_POLL_NESTED=1 \
+	  $(MAKE) test BUILD=build-kqueue BACKEND=kqueue
 
 $(BUILD)/bsdsocket/tls.so: csrc/tls.c $(HDRS)
 	@mkdir -p $(dir $@)
@@ -171,9 +218,15 @@ TIDY_ARGS = -std=c99 -D_GNU_SOURCE $(LUA_INC) -Icsrc -include .ci/lua_noreturn.h
 STATIC_SRCS = $(SRCS) $(if $(HAVE_OPENSSL),csrc/tls.c)
 static:
 	cppcheck $(CPPCHECK_FLAGS) $(STATIC_SRCS)
-	cppcheck $(CPPCHECK_FLAGS) -DBSD_USE_POLL csrc/poller.c
+	cppcheck $(CPPCHECK_FLAGS) -DBSD_BACKEND_POLL csrc/poller*.c
+	$(if $(wildcard $(LIBKQUEUE_SRC)/include),cppcheck $(CPPCHECK_FLAGS) \
+	  -DBSD_BACKEND_KQUEUE -I$(LIBKQUEUE_SRC)/include csrc/poller*.c)
 	printf '%s\n' $(STATIC_SRCS) | xargs -P "$$(nproc)" -I{} clang-tidy --quiet {} -- $(TIDY_ARGS)
-	clang-tidy --quiet csrc/poller.c -- $(TIDY_ARGS) -DBSD_USE_POLL
+	for f in csrc/poller*.c; do \
+	  clang-tidy --quiet $$f -- $(TIDY_ARGS) -DBSD_BACKEND_POLL || exit 1; done
+	$(if $(wildcard $(LIBKQUEUE_SRC)/include),for f in csrc/poller*.c; do \
+	  clang-tidy --quiet $$f -- $(TIDY_ARGS) -DBSD_BACKEND_KQUEUE \
+	  -I$(LIBKQUEUE_SRC)/include || exit 1; done)
 	@echo "static: cppcheck and clang-tidy clean"
 
 # What CI needs beyond `deps`: the static checkers and clang's fuzzer runtime.
@@ -194,7 +247,6 @@ deps-ci: deps
 # The interpreters' default paths find build/<dir>/lib, the vendored Lua files
 # of luasystem and lua-term, then Debian's pure-Lua busted, penlight,
 # luassert, say, cliargs, mediator and dkjson in /usr/share/lua/5.4.
-VENDOR  ?= $(firstword $(wildcard ../shared/vendor ../../shared/vendor))
 VENDORA  = $(abspath $(VENDOR))
 V55      = $(VENDOR)/lua-5.5.0
 V54      = $(VENDOR)/lua-5.4.6
@@ -303,4 +355,4 @@ lint:
 	luacheck -q --std lua54 lua spec examples bench
 
 clean:
-	rm -rf build build-san bench/build bsdsocket csrc/*.o
+	rm -rf build build-san build-poll build-kqueue bench/build bsdsocket csrc/*.o

@@ -99,6 +99,19 @@ int bsd_intask(lua_State *L);
 ** in lua.c), so the call must return to Lua instead of retrying */
 int bsd_interrupted(lua_State *L);
 
+/* A poller backend whose registrations would outlive close(2) (kqueue
+** emulated on Linux keeps them; poll(2) would report POLLNVAL) watches
+** closes: bsd_closing(L, fd) calls fn with fd, and is called just before
+** the module closes a descriptor a poller may have registered (a socket's
+** close, __close, __gc, a TLS stream's close, a lookup's wake socket). */
+typedef struct bsd_closewatch {
+  void (*fn)(struct bsd_closewatch *w, int fd);
+  struct bsd_closewatch *next, *prev;   /* util.c's list */
+} bsd_closewatch;
+void bsd_watchcloses(lua_State *L, bsd_closewatch *w);
+void bsd_unwatchcloses(bsd_closewatch *w);  /* harmless if not watching */
+void bsd_closing(lua_State *L, int fd);
+
 /* ---- buffer.c: byte buffers (S.buffer); depends on util.c only ---- */
 
 #define BSD_BUFFER_MT "bsdsocket.buffer"
@@ -267,20 +280,6 @@ void bsd_open_msg(lua_State *L);      /* sendmsg/recvmsg, sendmmsg/recvmmsg */
 /* sendfile, splice (methods) and S.splice into table at top */
 void bsd_open_zerocopy(lua_State *L);
 void bsd_open_poller(lua_State *L);
-
-/* the poller's backend for loop.c, without Lua objects: a pushed poller;
-** ctl (op 'a' adds or replaces, 'd' removes) returns 0 or an errno; wait
-** returns the number of events or -1 (errno, EINTR included); event i's
-** descriptor and revents (poll(2) bits) */
-typedef struct bsd_poller bsd_poller;
-bsd_poller *bsd_poller_open(lua_State *L);
-int bsd_poller_ctl(lua_State *L, bsd_poller *p, int fd, unsigned ev, int op);
-int bsd_poller_waitfds(lua_State *L, bsd_poller *p, int ms);
-void bsd_poller_event(const bsd_poller *p, int i, int *fd, unsigned *revents);
-/* the events the loop registers for BSD_WANT_* bits: edge-triggered where
-** the backend has it (bsd_poller_isedge: registered once), else one-shot */
-unsigned bsd_poller_loopevents(int want);
-int bsd_poller_isedge(void);
 
 /* ---- loop.c: the scheduler under bsdsocket.loop ---- */
 

@@ -38,7 +38,7 @@
 #include <poll.h>
 #include <string.h>
 
-#include "bsdsocket.h"
+#include "poller.h"
 
 #define LOOP_MT "bsdsocket.scheduler"
 
@@ -90,7 +90,7 @@ typedef struct slot {
 } slot;
 
 typedef struct sched {
-  bsd_poller *poller;
+  bsd_pollbe *be;        /* the poller backend (poller.h) */
   int edge;              /* registrations stay (epoll, kqueue) */
   task *t;
   int tcap, nfree, freelist;
@@ -111,7 +111,7 @@ typedef struct sched {
 } sched;
 
 /* user values of the scheduler */
-enum { UV_COS = 1, UV_MSGS, UV_POLLER, UV_OUTCOME, UV_REPORT, UV_TASKS,
+enum { UV_COS = 1, UV_MSGS, UV_OUTCOME, UV_REPORT, UV_TASKS,
        UV_WAITSTR, UV_FDOF, UV_ERROR, NUV = UV_ERROR };
 
 /* what a task yields for sleep and join, and what a wait on a closed
@@ -508,23 +508,31 @@ static int objfd(lua_State *L, lua_State *co, int idx, bsd_socket **sp) {
   return (int)fd;
 }
 
+/* the events a wait arms: epoll's edge-triggered registration is for
+** both directions, once; otherwise what the waiters want, one-shot.
+** POLLPRI and POLLRDHUP because a report of urgent data or of the peer's
+** close tells the core that a short read no longer proves the socket
+** drained (see recvinto in socket.c). */
+static unsigned armevents(const sched *S, unsigned want) {
+  if (S->edge) return POLLIN | POLLPRI | POLLRDHUP | POLLOUT | BSD_POLL_EDGE;
+  return (want & BSD_WANT_READ ? POLLIN | POLLPRI | POLLRDHUP : 0)
+         | (want & BSD_WANT_WRITE ? POLLOUT : 0) | BSD_POLL_ONESHOT;
+}
+
 static int registerfd(lua_State *L, sched *S, slot *sl, int fd, int fresh) {
   unsigned want;
   int err;
   if (S->edge) {
     if (sl->reg && !fresh) return 0;
-    err = bsd_poller_ctl(L, S->poller, fd,
-                         bsd_poller_loopevents(BSD_WANT_READ | BSD_WANT_WRITE),
-                         'a');
+    err = bsd_pollbe_ctl(L, S->be, BSD_POLL_ADD, fd, armevents(S, 0));
     if (err == 0) sl->reg = 1;
     return err;
   }
   want = (sl->head[0] >= 0 ? BSD_WANT_READ : 0)
          | (sl->head[1] >= 0 ? BSD_WANT_WRITE : 0);
-  if (want == sl->reg) return 0;
-  err = want ? bsd_poller_ctl(L, S->poller, fd, bsd_poller_loopevents(
-                                (int)want), 'a')
-             : bsd_poller_ctl(L, S->poller, fd, 0, 'd');
+  if (want == sl->reg && !fresh) return 0;
+  err = want ? bsd_pollbe_ctl(L, S->be, BSD_POLL_ADD, fd, armevents(S, want))
+             : bsd_pollbe_ctl(L, S->be, BSD_POLL_DEL, fd, 0);
   if (err == 0 || !want) sl->reg = (unsigned char)want;
   return err;
 }
@@ -724,7 +732,7 @@ static void onclose(lua_State *L, void *ud, bsd_socket *s, int fd) {
   if (sl->reg) {
     /* the registration goes with the descriptor, but not while another
     ** descriptor (a dup) holds the same file open */
-    bsd_poller_ctl(L, S->poller, fd, 0, 'd');
+    bsd_pollbe_ctl(L, S->be, BSD_POLL_DEL, fd, 0);
     sl->reg = 0;
   }
   sl->who = NULL;
@@ -807,7 +815,7 @@ static int l_run(lua_State *L) {
       }
     }
     if (S->qhead >= 0) timeout = 0;
-    n = bsd_poller_waitfds(L, S->poller, millis(timeout));
+    n = bsd_pollbe_wait(L, S->be, millis(timeout));
     if (n < 0) {
       if (errno != EINTR) {
         S->running = 0;
@@ -821,8 +829,7 @@ static int l_run(lua_State *L) {
     }
     for (i = 0; i < n; i++) {
       int fd;
-      unsigned revents;
-      bsd_poller_event(S->poller, i, &fd, &revents);
+      unsigned revents = bsd_pollbe_event(S->be, i, &fd);
       dispatch(L, S, fd, revents);
     }
     if (S->haserror) raisepending(L, S);
@@ -911,6 +918,8 @@ static int l_gc(lua_State *L) {
     lua_rawsetp(L, LUA_REGISTRYINDEX, &bsd_closehookkey);
   }
   lua_pop(L, 1);
+  if (S->be) bsd_pollbe_close(L, S->be);
+  S->be = NULL;
   resize(L, S->t, sizeof(task) * (size_t)S->tcap, 0);
   resize(L, S->heap, sizeof(int) * (size_t)S->hcap, 0);
   resize(L, S->slots, sizeof(slot) * (size_t)S->nslots, 0);
@@ -944,6 +953,7 @@ static int l_new(lua_State *L) {
   };
   sched *S;
   unsigned id;
+  int err;
   luaL_checktype(L, 1, LUA_TTABLE);
   luaL_checktype(L, 2, LUA_TFUNCTION);
   /* a new scheduler (a reloaded bsdsocket.loop) takes the close hook
@@ -971,9 +981,9 @@ static int l_new(lua_State *L) {
   lua_setiuservalue(L, 1, UV_COS);
   lua_newtable(L);
   lua_setiuservalue(L, 1, UV_MSGS);
-  S->poller = bsd_poller_open(L);
-  S->edge = bsd_poller_isedge();
-  lua_setiuservalue(L, 1, UV_POLLER);
+  if ((err = bsd_pollbe_open(L, &S->be)) != 0)
+    return luaL_error(L, "loop: %s: %s", bsd_pollbe_name, strerror(err));
+  S->edge = (bsd_pollbe_flags & BSD_POLL_EDGE) != 0;
   lua_setiuservalue(L, 1, UV_REPORT);
   lua_setiuservalue(L, 1, UV_OUTCOME);
   lua_rawgetp(L, LUA_REGISTRYINDEX, &bsd_taskskey);

@@ -287,6 +287,7 @@ static void release(lua_State *L, int idx) {
     rq->j = NULL;
   }
   if (rq->rfd >= 0) {
+    bsd_closing(L, rq->rfd);  /* a loop's poller may have registered it */
     close(rq->rfd);
     rq->rfd = -1;
   }

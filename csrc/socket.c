@@ -441,6 +441,7 @@ static int closewith(lua_State *L, bsd_socket *s, int idx) {
   if (fd < 0) return 0;
   forget(L, s);
   s->fd = -1;
+  bsd_closing(L, fd);
   r = close(fd);
   err = errno;
   /* Linux frees the descriptor even when close reports EINTR */
@@ -467,6 +468,7 @@ static int sock_gc(lua_State *L) {
   bsd_socket *s = bsd_checksocket(L, 1);
   if (s->fd >= 0) {
     forget(L, s);
+    bsd_closing(L, s->fd);
     close(s->fd);
     s->fd = -1;
   }

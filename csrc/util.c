@@ -79,3 +79,43 @@ int bsd_interrupted(lua_State *L) {
   lua_pop(L, 1);
   return pending;
 }
+
+/* ---- the close watch (bsd_closewatch) ---- */
+
+/* registry key of the list of close watchers (a full userdata: the list's
+** head, created by the first watcher) */
+static const char watchkey = 'w';
+
+void bsd_watchcloses(lua_State *L, bsd_closewatch *w) {
+  bsd_closewatch *head;
+  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &watchkey) == LUA_TNIL) {
+    head = (bsd_closewatch *)lua_newuserdatauv(L, sizeof *head, 0);
+    head->fn = NULL;
+    head->next = head->prev = head;
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &watchkey);
+  }
+  else head = (bsd_closewatch *)lua_touserdata(L, -1);
+  lua_pop(L, 1);
+  w->prev = head;
+  w->next = head->next;
+  head->next->prev = w;
+  head->next = w;
+}
+
+void bsd_unwatchcloses(bsd_closewatch *w) {
+  if (w->next == NULL) return;
+  w->prev->next = w->next;
+  w->next->prev = w->prev;
+  w->next = w->prev = NULL;
+}
+
+/* tells the watchers that fd is about to be closed (the head stays in the
+** registry until lua_close, after every __gc that may come here) */
+void bsd_closing(lua_State *L, int fd) {
+  bsd_closewatch *head, *w;
+  int t = lua_rawgetp(L, LUA_REGISTRYINDEX, &watchkey);
+  head = (bsd_closewatch *)lua_touserdata(L, -1);
+  lua_pop(L, 1);
+  if (t == LUA_TNIL) return;
+  for (w = head->next; w != head; w = w->next) w->fn(w, fd);
+}

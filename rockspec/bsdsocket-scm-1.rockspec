@@ -24,6 +24,8 @@ build = {
         "csrc/addr.c", "csrc/buffer.c", "csrc/core.c", "csrc/errors.c", "csrc/msg.c",
         "csrc/options.c", "csrc/poller.c", "csrc/resolver.c", "csrc/socket.c",
         "csrc/util.c", "csrc/zerocopy.c",
+        -- the poller's backends: poller.h compiles in the platform's one
+        "csrc/poller_epoll.c", "csrc/poller_kqueue.c", "csrc/poller_poll.c",
       },
       libraries = { "pthread" },  -- linux adds dl below; the BSDs have none
       defines = { "_GNU_SOURCE" },

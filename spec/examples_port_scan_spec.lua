@@ -5,6 +5,10 @@
 -- accept queue is full, so the kernel leaves new SYNs unanswered.
 local X = require "helpers.examples"
 local S = require "bsdsocket"
+local backend = require "helpers.backend"
+-- a closed port reads as open: the scan's connect sees no error
+local REFUSAL = "libkqueue: it reads SO_ERROR to fill fflags, which clears"
+  .. " a refused connect's error"
 
 -- n consecutive ports from base, each bound (not listening) by a socket.
 -- SO_REUSEADDR: a port may have old connections in TIME_WAIT; that does
@@ -35,6 +39,7 @@ end
 
 describe("examples/port_scan.lua", function()
   it("reports the open ports among closed ones", function()
+    if backend.libkqueue then pending(REFUSAL) return end
     local base, socks = reserve(20)
     -- Hand two of the ports to python3 listeners.
     local open = { base + 4, base + 13 }
@@ -61,6 +66,7 @@ describe("examples/port_scan.lua", function()
   end)
 
   it("counts a port that does not answer within TIMEOUT as filtered", function()
+    if backend.libkqueue then pending(REFUSAL) return end
     local base, socks = reserve(2)
     -- A listener with backlog 0 and a full queue never answers a new SYN.
     local full = socks[1]

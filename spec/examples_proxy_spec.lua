@@ -2,6 +2,7 @@
 -- examples/tcp_proxy.lua as a child process, between clients and a python3
 -- echo server (spec/helpers/peers.py) or an in-process listener.
 local X = require "helpers.examples"
+local backend = require "helpers.backend"
 local net = require "helpers.net"
 local S = net.S
 
@@ -86,6 +87,11 @@ describe("examples/tcp_proxy.lua", function()
   end)
 
   it("closes a client whose target refuses, and says why", function()
+    if backend.libkqueue then
+      pending("libkqueue: it reads SO_ERROR to fill fflags, which clears a"
+        .. " refused connect's error")
+      return
+    end
     local s <close> = assert(S.socket(S.AF_INET, S.SOCK_STREAM))
     assert(s:bind("127.0.0.1", 0))                       -- bound, never listening
     local proxy, port = X.start_example("tcp_proxy", { "0", "127.0.0.1", s:getsockname().port })

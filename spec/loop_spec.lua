@@ -2,6 +2,7 @@
 -- bsdsocket.loop on real loopback sockets. Every loop.run is bounded in time.
 local S = require "bsdsocket"
 local loop = require "bsdsocket.loop"
+local backend = require "helpers.backend"
 
 local function listener()
   local srv = assert(S.socket(S.AF_INET, S.SOCK_STREAM))
@@ -284,6 +285,11 @@ describe("bsdsocket.loop", function()
   end)
 
   it("connect in a task waits for the handshake; refusal is a result", function()
+    if backend.libkqueue then
+      pending("libkqueue: it reads SO_ERROR to fill fflags, which clears a"
+        .. " refused connect's error")
+      return
+    end
     local srv <close> = listener()
     local port = srv:getsockname().port
     local closed = S.socket(S.AF_INET, S.SOCK_STREAM)

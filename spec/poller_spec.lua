@@ -1,10 +1,15 @@
 -- luacheck: std +busted
 -- luacheck: ignore 211/_c.
--- S.poller(): epoll on Linux, poll(2) in a build with -DBSD_USE_POLL. The
--- last test builds that variant and runs this file and loop_spec.lua on it.
+-- S.poller(): epoll on Linux, kqueue on macOS and the BSDs, poll(2) in a
+-- build with BACKEND=poll (make test-poll runs the suite on it, make
+-- test-kqueue on libkqueue). The last test builds the poll variant and runs
+-- this file, loop_spec.lua and readiness_spec.lua on it.
 local S = require "bsdsocket"
+local net = require "helpers.net"
 
-local EPOLL = S.poller():backend() == "epoll"
+local BACKEND = S.poller():backend()
+local EPOLL = BACKEND == "epoll"
+local BUILD = os.getenv("BSDSOCKET_BUILD") or "build"
 
 local function collect(p, timeout)
   local got, n = {}, 0
@@ -32,13 +37,34 @@ local function child(code)
   return ok, out
 end
 
+-- a new socket with descriptor number fd (the lowest free number comes
+-- first; the sockets it passes on the way go to held, to close at the end)
+local function newsocketat(fd, held)
+  for _ = 1, 100 do
+    local s = assert(S.socket(S.AF_UNIX, S.SOCK_DGRAM))
+    held[#held + 1] = s
+    if s:fileno() >= fd then
+      assert.equal(fd, s:fileno())
+      return s
+    end
+  end
+  error("no socket got descriptor " .. fd)
+end
+
 describe("S.poller", function()
   it("is a poller object with a backend, a descriptor and a text form", function()
     local p <close> = assert(S.poller())
-    assert.equal(EPOLL and "epoll" or "poll", p:backend())
-    if EPOLL then
+    -- the backend the build asked for (make BACKEND=...), else the platform's
+    local f = io.open(BUILD .. "/backend")
+    local asked = f and f:read("l") or ""
+    if f then f:close() end
+    local uname = io.popen("uname -s"):read("l")
+    local best = uname == "Linux" and "epoll"
+      or (uname == "Darwin" or uname:match("BSD$")) and "kqueue" or "poll"
+    assert.equal(asked ~= "" and asked or best, p:backend())
+    if BACKEND ~= "poll" then
       assert.is_true(p:fileno() >= 0)
-      assert.matches("^bsdsocket.poller epoll fd=%d+$", tostring(p))
+      assert.matches("^bsdsocket.poller " .. BACKEND .. " fd=%d+$", tostring(p))
     else
       assert.is_nil(p:fileno())
       assert.matches("^bsdsocket.poller poll 0 registered$", tostring(p))
@@ -236,6 +262,100 @@ describe("S.poller", function()
     assert.has_error(function() S.poller(42) end)
   end)
 
+  it("deletes a registration before the socket's descriptor is closed",
+  function()
+    local p <close> = S.poller()
+    local q <close> = S.poller({ weak = true })
+    local held = {}
+    finally(function() net.closeall(table.unpack(held)) end)
+    local function socketat(fd) return newsocketat(fd, held) end
+    local a, b = S.socketpair()
+    held[1] = b
+    assert(p:add(a, "r"))
+    assert(q:add(a, "rw"))
+    local fd = a:fileno()
+    a:close()
+    if BACKEND == "poll" then
+      assert.equal("bsdsocket.poller poll 0 registered", tostring(p))
+    end
+    -- the number's next socket is registered in neither poller
+    local c = socketat(fd)
+    for _, poller in ipairs({ p, q }) do
+      local ok, msg, code = poller:modify(c, "r")
+      assert.is_nil(ok, "still registered")
+      assert.matches("^poller modify fd %d+: ", msg)
+      assert.equal("ENOENT", code)
+    end
+    -- also when the socket is collected (its __gc closes it)
+    c:detach()
+    local e = assert(S.fromfd(fd))
+    assert(q:add(e, "r"))
+    e = nil                                 -- luacheck: ignore 311
+    collectgarbage()
+    collectgarbage()
+    local _, _, code = q:modify(socketat(fd), "r")
+    assert.equal("ENOENT", code, "still registered")
+  end)
+
+  it("deletes the registration of a lookup's wake socket before it is closed",
+  function()
+    local p <close> = S.poller()
+    local held = {}
+    finally(function() net.closeall(table.unpack(held)) end)
+    -- a task's lookup yields a pollable request; the loop registers it
+    local co = coroutine.create(function()
+      return S.getaddrinfo("localhost", 80)
+    end)
+    S._tasks[co] = true
+    local ok, what, request = coroutine.resume(co)
+    assert.is_true(ok, what)
+    assert.equal("bsdsocket.wait", what)
+    local fd = request:pollfd()
+    assert(p:add(request, "r"))
+    assert.is_true(S._ready(request, "r", 10), "no answer")
+    ok = coroutine.resume(co, true)         -- takes the answer, closes fd
+    assert.is_true(ok)
+    assert.equal("dead", coroutine.status(co))
+    request = nil                           -- luacheck: ignore 311
+    collectgarbage()
+    if BACKEND == "poll" then
+      assert.equal("bsdsocket.poller poll 0 registered", tostring(p))
+    end
+    local _, _, code = p:modify(newsocketat(fd, held), "r")
+    assert.equal("ENOENT", code, "still registered")
+  end)
+
+  it("refuses a descriptor that is not open (EBADF) and a file (EPERM)",
+  function()
+    local p <close> = S.poller()
+    local a, b = S.socketpair()
+    local fd = a:fileno()
+    a:close()
+    b:close()
+    local ok, msg, code = p:add(fd, "r")
+    assert.is_nil(ok)
+    assert.matches("^poller add fd " .. fd .. ": ", msg)
+    assert.equal("EBADF", code)
+    if BACKEND == "poll" then
+      assert.equal("bsdsocket.poller poll 0 registered", tostring(p))
+    end
+    -- a file is always ready, and kqueue never reports its end: epoll's
+    -- EPERM on every backend
+    local path = os.tmpname()
+    local file = assert(io.open(path, "w"))
+    finally(function() file:close() os.remove(path) end)
+    local ffd
+    for n, target in pairs(net.fds()) do
+      if target == path then ffd = n end
+    end
+    assert.is_truthy(ffd)
+    ok, msg, code = p:add(ffd, "r")
+    assert.is_nil(ok, "a regular file was registered")
+    assert.matches("^poller add fd %d+: ", msg)
+    assert.equal("EPERM", code)
+    assert.same({}, collect(p, 0))
+  end)
+
   it("drops a socket closed while registered, also when its number is reused", function()
     local p <close> = S.poller()
     local a, b = S.socketpair()
@@ -323,10 +443,11 @@ describe("S.poller", function()
   end)
 
   if not os.getenv("BSDSOCKET_POLL_NESTED") then
-    it("the poll(2) backend (-DBSD_USE_POLL) builds and passes the poller, loop and readiness specs", function()
+    it("the poll(2) backend (BACKEND=poll) builds and passes the poller,"
+      .. " loop and readiness specs", function()
       local dir = os.tmpname()
       os.remove(dir)
-      local build = ("make -s BUILD=%s CFLAGS=-DBSD_USE_POLL %s/bsdsocket/core.so 2>&1")
+      local build = ("make -s BUILD=%s BACKEND=poll %s/bsdsocket/core.so 2>&1")
         :format(shellquote(dir), shellquote(dir))
       local mk = assert(io.popen(build, "r"))
       local mkout = mk:read("a")

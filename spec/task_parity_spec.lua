@@ -7,6 +7,7 @@
 local S = require "bsdsocket"
 local loop = require "bsdsocket.loop"
 local net = require "helpers.net"
+local backend = require "helpers.backend"
 
 local function reset(sock)
   sock:setsockopt(S.SOL_SOCKET, S.SO_LINGER, { onoff = true, linger = 0 })
@@ -149,6 +150,11 @@ describe("a call gives the same result in a loop task as outside", function()
   table.sort(names)
   for _, name in ipairs(names) do
     it(name, function()
+      if name == "connect is refused" and backend.libkqueue then
+        pending("libkqueue: it reads SO_ERROR to fill fflags, which clears a"
+          .. " refused connect's error")
+        return
+      end
       local outside = run(cases[name], false)
       local inside = run(cases[name], true)
       assert.same(outside, inside)
