@@ -56,7 +56,11 @@ typedef struct tlsctx {
   const char *ciphers, *ciphersuites;
 } tlsctx;
 
+/* marks a tlsstream (see checkstream) */
+#define TLS_TAG 0x62736474  /* "bsdt" */
+
 typedef struct tlsstream {
+  int tag;              /* TLS_TAG */
   SSL *ssl;             /* NULL once closed */
   bsd_socket *s;        /* the socket it owns: user value 1 */
   const bsd_capi *api;
@@ -79,6 +83,13 @@ typedef struct tlsfail {
   long verify;          /* X509_V_* for TLS_VERIFY, or X509_V_OK */
 } tlsfail;
 
+
+/* Empties OpenSSL's error queue (of this thread) so that no error leaks
+** into the next call's verdict. ERR_clear_error walks all of the queue's
+** slots even when it is empty, and calls run per message: ask first. */
+static void clearerrors(void) {
+  if (ERR_peek_error() != 0) ERR_clear_error();
+}
 static const bsd_capi *capi(lua_State *L) {
   return (const bsd_capi *)lua_touserdata(L, UV_CAPI);
 }
@@ -208,7 +219,7 @@ static void readfailure(tlsstream *t, tlsfail *f) {
       }
     if (reason == SSL_R_CERTIFICATE_VERIFY_FAILED) f->verify = SSL_get_verify_result(t->ssl);
   }
-  ERR_clear_error();
+  clearerrors();
 }
 
 /* The peer as messages name it: the name verified with the port
@@ -259,7 +270,7 @@ static bsd_iostatus sslstatus(tlsstream *t, bsd_io *io, tlsfail *f, int r) {
   switch (e) {
     case SSL_ERROR_WANT_READ:
     case SSL_ERROR_WANT_WRITE:
-      ERR_clear_error();
+      clearerrors();
       if (t->lasterr == EINTR) {  /* the loop retries, or returns for Ctrl-C */
         t->lasterr = 0;
         io->err = EINTR;
@@ -268,7 +279,7 @@ static bsd_iostatus sslstatus(tlsstream *t, bsd_io *io, tlsfail *f, int r) {
       io->want = e == SSL_ERROR_WANT_READ ? BSD_WANT_READ : BSD_WANT_WRITE;
       return BSD_IO_WAIT;
     case SSL_ERROR_ZERO_RETURN:
-      ERR_clear_error();
+      clearerrors();
       f->code = t->handshaken ? "EOF" : "TLS_HANDSHAKE";
       f->reason = "connection closed by the peer (close_notify)";
       f->verify = X509_V_OK;
@@ -408,7 +419,7 @@ static void optalpn(lua_State *L, int idx, luaL_Buffer *b) {
 static int configfail(lua_State *L, const char *what, const char *code) {
   unsigned long e = ERR_peek_last_error();
   const char *reason = e ? ERR_reason_error_string(e) : NULL;
-  ERR_clear_error();
+  clearerrors();
   lua_pushfstring(L, "tls.context %s", what);
   return capi(L)->pushfail(L, lua_tostring(L, -1), NULL, reason ? reason : "failed", code);
 }
@@ -456,7 +467,7 @@ static int usepemcert(SSL_CTX *ctx, const char *pem, size_t len) {
       X509_free(x);
       ok = 0;
     }
-  ERR_clear_error();  /* the end of the chain reads as an error */
+  clearerrors();  /* the end of the chain reads as an error */
   BIO_free(b);
   return ok;
 }
@@ -563,7 +574,7 @@ static int hellocallback(SSL *ssl, int *alert, void *arg) {
   else if ((other = (tlsctx *)luaL_testudata(L, -1, TLS_CTX_MT)) != NULL
            && other->ctx && other->server) {
     if (!switchctx(ssl, other)) {
-      ERR_clear_error();
+      clearerrors();
       r = SSL_CLIENT_HELLO_ERROR;
     }
     /* the stream keeps what its callbacks point into */
@@ -707,14 +718,21 @@ static int tls_context(lua_State *L) {
   else if (alpnlen > 0
            && SSL_CTX_set_alpn_protos(c->ctx, (const unsigned char *)alpn, (unsigned)alpnlen) != 0)
     return configfail(L, "alpn", "EINVAL");
-  ERR_clear_error();
+  clearerrors();
   lua_settop(L, 2);
   return 1;
 }
 
 /* ---- streams ---- */
 
+/* As bsd_checkself does for sockets: luaL_checkudata's registry lookup by
+** name costs more than the read it guards, so a full userdata of exactly
+** our size with our tag is taken at once. */
 static tlsstream *checkstream(lua_State *L, int idx) {
+  tlsstream *t = (tlsstream *)lua_touserdata(L, idx);
+  if (t && lua_type(L, idx) == LUA_TUSERDATA
+      && lua_rawlen(L, idx) == sizeof(tlsstream) && t->tag == TLS_TAG)
+    return t;
   return (tlsstream *)luaL_checkudata(L, idx, TLS_MT);
 }
 
@@ -837,6 +855,7 @@ static int tls_wrap(lua_State *L) {
   lua_settop(L, 3);
   t = (tlsstream *)lua_newuserdatauv(L, sizeof(tlsstream), 2);  /* index 4 */
   memset(t, 0, sizeof *t);
+  t->tag = TLS_TAG;
   t->api = api;
   t->L = L;
   t->server = c->server;
@@ -884,7 +903,7 @@ static int tls_wrap(lua_State *L) {
           ok = SSL_set1_host(t->ssl, t->name);
         }
         if (ok != 1) {
-          ERR_clear_error();
+          clearerrors();
           return luaL_error(L, "tls.wrap: bad host name '%s'", t->name);
         }
       }
@@ -899,7 +918,7 @@ static int tls_wrap(lua_State *L) {
     }
     SSL_set_connect_state(t->ssl);
   }
-  ERR_clear_error();
+  clearerrors();
   lua_settop(L, 4);
   return 1;
 }
@@ -923,12 +942,12 @@ static int closenow(lua_State *L, tlsstream *t);
 static bsd_iostatus handshake(lua_State *L, tlsstream *t, bsd_io *io,
                               tlsop *op) {
   int r;
-  ERR_clear_error();
+  clearerrors();
   t->lasterr = 0;
   r = SSL_do_handshake(t->ssl);
   io->call = "tls handshake";
   if (t->closing) {
-    ERR_clear_error();
+    clearerrors();
     closenow(L, t);
     op->f.code = "TLS_HANDSHAKE";
     op->f.reason = "stream closed by its SNI function";
@@ -955,7 +974,7 @@ static bsd_iostatus writesome(tlsstream *t, bsd_io *io, tlsop *op) {
   size_t n;
   int r;
   if (op->done >= op->len) return BSD_IO_DONE;
-  ERR_clear_error();
+  clearerrors();
   t->lasterr = 0;
   r = SSL_write_ex(t->ssl, op->data + op->done, op->len - op->done, &n);
   if (r != 1) return sslstatus(t, io, &op->f, r);
@@ -993,13 +1012,13 @@ static bsd_iostatus impl_recv(lua_State *L, bsd_io *io) {
   if (!t->handshaken && (st = handshake(L, t, io, op)) != BSD_IO_DONE)
     return st;
   if (op->max == 0) return BSD_IO_DONE;
-  ERR_clear_error();
+  clearerrors();
   t->lasterr = 0;
   r = SSL_read_ex(t->ssl, op->buf, op->max, &op->got);
   if (r == 1) return BSD_IO_DONE;
   op->got = 0;
   if (SSL_get_error(t->ssl, r) == SSL_ERROR_ZERO_RETURN) {  /* close_notify: "" */
-    ERR_clear_error();
+    clearerrors();
     return BSD_IO_DONE;
   }
   st = sslstatus(t, io, &op->f, r);
@@ -1026,7 +1045,7 @@ static bsd_iostatus impl_recvall(lua_State *L, bsd_io *io) {
     lua_replace(L, 3);
     cap = ncap;
   }
-  ERR_clear_error();
+  clearerrors();
   t->lasterr = 0;
   r = SSL_read_ex(t->ssl, (char *)lua_touserdata(L, 3) + op->got, cap - op->got, &n);
   if (r != 1) {
@@ -1046,7 +1065,7 @@ static bsd_iostatus impl_shutdown(lua_State *L, bsd_io *io) {
   /* nothing to close, or close_notify already sent: a shutdown never
   ** waits for the peer's */
   if (!t->handshaken || t->shutdown) return BSD_IO_DONE;
-  ERR_clear_error();
+  clearerrors();
   t->lasterr = 0;
   r = SSL_shutdown(t->ssl);
   if (r >= 0) {  /* 0: sent, the peer's not read yet; 1: both */
@@ -1245,7 +1264,7 @@ static int t_shutdown(lua_State *L) {
 static void freessl(tlsstream *t) {
   if (t->ssl) SSL_free(t->ssl);
   t->ssl = NULL;
-  ERR_clear_error();
+  clearerrors();
 }
 
 /* Sends close_notify if the handshake is done and the kernel takes it at
@@ -1529,7 +1548,7 @@ static int t_peercert(lua_State *L) {
     BIO_free(b);
   }
   X509_free(x);
-  ERR_clear_error();
+  clearerrors();
   return 1;
 }
 
