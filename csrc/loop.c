@@ -393,7 +393,8 @@ static void after(lua_State *L, sched *S, int id, int status, int nres) {
   if (kind == -1 && nres >= 3) {
     dowait(L, S, id, nres);
   }
-  else if (kind == LUA_TLIGHTUSERDATA && lua_touserdata(co, -nres) == &sleepkey) {
+  else if (kind == LUA_TLIGHTUSERDATA
+           && lua_touserdata(co, -nres) == &sleepkey) {
     lua_Number d = nres >= 2 ? lua_tonumber(co, -nres + 1) : 0;
     lua_pop(co, nres);
     if (d > 0) {
@@ -402,7 +403,8 @@ static void after(lua_State *L, sched *S, int id, int status, int nres) {
     }
     else enqueue(S, id, RV_TRUE);
   }
-  else if (kind == LUA_TLIGHTUSERDATA && lua_touserdata(co, -nres) == &joinkey) {
+  else if (kind == LUA_TLIGHTUSERDATA
+           && lua_touserdata(co, -nres) == &joinkey) {
     dojoin(L, S, id, nres);
   }
   else {                /* a bare coroutine.yield(): after the others */

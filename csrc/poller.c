@@ -84,9 +84,10 @@ static unsigned checkevents(lua_State *L, int arg) {
     lua_Integer v = luaL_checkinteger(L, arg);
     lua_Integer allowed = (lua_Integer)(BSD_POLL_WANT | BSD_POLL_ONESHOT |
                                         (bsd_pollbe_flags & BSD_POLL_EDGE));
-    luaL_argcheck(L, v >= 0 && (v & ~allowed) == 0, arg,
-                  "unknown event bits (expected S.POLLIN, S.POLLOUT, S.POLLPRI, "
-                  "S.POLLRDHUP, S.EPOLLET, S.EPOLLONESHOT)");
+    luaL_argcheck(
+        L, v >= 0 && (v & ~allowed) == 0, arg,
+        "unknown event bits (expected S.POLLIN, S.POLLOUT, S.POLLPRI, "
+        "S.POLLRDHUP, S.EPOLLET, S.EPOLLONESHOT)");
     ev = (unsigned)v;
   }
   return ev;
@@ -96,7 +97,8 @@ static unsigned checkevents(lua_State *L, int arg) {
 static int pollable(lua_State *L, int idx) {
   int t = lua_type(L, idx);
   if (t == LUA_TTABLE) return 1;
-  if (t != LUA_TUSERDATA || luaL_getmetafield(L, idx, "__index") == LUA_TNIL) return 0;
+  if (t != LUA_TUSERDATA || luaL_getmetafield(L, idx, "__index") == LUA_TNIL)
+    return 0;
   lua_pop(L, 1);
   return 1;
 }

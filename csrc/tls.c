@@ -104,12 +104,14 @@ static int bio_write(BIO *b, const char *buf, int len) {
     t->lasterr = EBADF;
     return -1;
   }
-  n = send(t->s->fd, buf, (size_t)len, MSG_NOSIGNAL | (t->nowait ? MSG_DONTWAIT : 0));
+  n = send(t->s->fd, buf, (size_t)len,
+           MSG_NOSIGNAL | (t->nowait ? MSG_DONTWAIT : 0));
   if (n < 0) {
     t->lasterr = errno;
     /* EINTR too: the impl sees WANT_WRITE with lasterr EINTR and lets the
     ** I/O loop decide (retry, or return to Lua for Ctrl-C) */
-    if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) BIO_set_retry_write(b);
+    if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
+      BIO_set_retry_write(b);
   }
   return (int)n;
 }
@@ -125,7 +127,8 @@ static int bio_read(BIO *b, char *buf, int len) {
   n = recv(t->s->fd, buf, (size_t)len, 0);
   if (n < 0) {
     t->lasterr = errno;
-    if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) BIO_set_retry_read(b);
+    if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
+      BIO_set_retry_read(b);
   }
   else if (n == 0) t->eof = 1;
   return (int)n;
@@ -153,7 +156,8 @@ static int biobox_gc(lua_State *L) {
 }
 
 static BIO_METHOD *newbiometh(void) {
-  BIO_METHOD *m = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK, "bsdsocket");
+  BIO_METHOD *m =
+      BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK, "bsdsocket");
   if (!m) return NULL;
   BIO_meth_set_write(m, bio_write);
   BIO_meth_set_read(m, bio_read);
@@ -209,15 +213,17 @@ static void readfailure(tlsstream *t, tlsfail *f) {
     int reason = ERR_GET_REASON(e);
     if (reason == SSL_R_UNEXPECTED_EOF_WHILE_READING) {
       f->code = t->handshaken ? "TLS_TRUNCATED" : "TLS_HANDSHAKE";
-      f->reason = t->handshaken ? "connection closed without close_notify (truncated)"
-                                : "connection closed during the handshake";
+      f->reason = t->handshaken
+                      ? "connection closed without close_notify (truncated)"
+                      : "connection closed during the handshake";
     }
     for (rc = reasoncodes; rc->code; rc++)
       if (rc->reason == reason) {
         f->code = rc->code;
         break;
       }
-    if (reason == SSL_R_CERTIFICATE_VERIFY_FAILED) f->verify = SSL_get_verify_result(t->ssl);
+    if (reason == SSL_R_CERTIFICATE_VERIFY_FAILED)
+      f->verify = SSL_get_verify_result(t->ssl);
   }
   clearerrors();
 }
@@ -230,9 +236,12 @@ static const char *peertext(lua_State *L, tlsstream *t) {
   int port = -1;
   ss.ss_family = AF_UNSPEC;
   if (!t->name[0]) return t->api->pushendtext(L, t->s);
-  if (t->s->fd >= 0 && getpeername(t->s->fd, (struct sockaddr *)&ss, &len) == 0) {
-    if (ss.ss_family == AF_INET) port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
-    else if (ss.ss_family == AF_INET6) port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+  if (t->s->fd >= 0
+      && getpeername(t->s->fd, (struct sockaddr *)&ss, &len) == 0) {
+    if (ss.ss_family == AF_INET)
+      port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
+    else if (ss.ss_family == AF_INET6)
+      port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
   }
   if (port < 0) return lua_pushstring(L, t->name);
   if (strchr(t->name, ':')) return lua_pushfstring(L, "[%s]:%d", t->name, port);
@@ -250,7 +259,8 @@ static int pushfailure(lua_State *L, bsd_io *io, tlsfail *f) {
   const char *peer = peertext(L, t);
   if (f->code) {
     if (f->verify != X509_V_OK)
-      lua_pushfstring(L, "%s (%s)", f->reason, X509_verify_cert_error_string(f->verify));
+      lua_pushfstring(L, "%s (%s)", f->reason,
+                      X509_verify_cert_error_string(f->verify));
     else lua_pushstring(L, f->reason);
     return t->api->pushfail(L, io->call, peer, lua_tostring(L, -1), f->code);
   }
@@ -292,8 +302,9 @@ static bsd_iostatus sslstatus(tlsstream *t, bsd_io *io, tlsfail *f, int r) {
       }
       else {
         f->code = t->handshaken ? "TLS_TRUNCATED" : "TLS_HANDSHAKE";
-        f->reason = t->handshaken ? "connection closed without close_notify (truncated)"
-                                  : "connection closed during the handshake";
+        f->reason = t->handshaken
+                        ? "connection closed without close_notify (truncated)"
+                        : "connection closed during the handshake";
         f->verify = X509_V_OK;
       }
       break;
@@ -320,7 +331,8 @@ static int ctx_gc(lua_State *L) {
 
 static int ctx_tostring(lua_State *L) {
   tlsctx *c = checkctx(L, 1);
-  lua_pushfstring(L, "bsdsocket.tls.context (%s%s)", c->server ? "server" : "client",
+  lua_pushfstring(L, "bsdsocket.tls.context (%s%s)",
+                  c->server ? "server" : "client",
                   c->verify ? ", verifying peers" : ", verify off");
   return 1;
 }
@@ -333,16 +345,18 @@ static const version versions[] = {
 };
 
 static const char *const optionnames[] = {
-  "mode", "verify", "cafile", "capath", "certfile", "keyfile", "password", "cert",
-  "key", "alpn", "min_version", "max_version", "ciphers", "ciphersuites",
-  "verify_depth", "request_cert", "require_cert", "sni", "allow_truncation", NULL
-};
+    "mode",         "verify",       "cafile",           "capath",
+    "certfile",     "keyfile",      "password",         "cert",
+    "key",          "alpn",         "min_version",      "max_version",
+    "ciphers",      "ciphersuites", "verify_depth",     "request_cert",
+    "require_cert", "sni",          "allow_truncation", NULL};
 
 static void checkoptions(lua_State *L, int idx) {
   lua_pushnil(L);
   while (lua_next(L, idx)) {
     const char *const *n;
-    const char *key = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : NULL;
+    const char *key =
+        lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : NULL;
     for (n = optionnames; key && *n; n++)
       if (strcmp(*n, key) == 0) break;
     if (!key || !*n)
@@ -370,7 +384,8 @@ static const char *optstring(lua_State *L, int idx, const char *name) {
 static int optbool(lua_State *L, int idx, const char *name, int def) {
   int t = lua_getfield(L, idx, name), v = def;
   if (t == LUA_TBOOLEAN) v = lua_toboolean(L, -1);
-  else if (t != LUA_TNIL) luaL_error(L, "tls.context: option '%s' must be a boolean", name);
+  else if (t != LUA_TNIL)
+    luaL_error(L, "tls.context: option '%s' must be a boolean", name);
   lua_pop(L, 1);
   return v;
 }
@@ -406,7 +421,8 @@ static void optalpn(lua_State *L, int idx, luaL_Buffer *b) {
     lua_geti(L, list, i);
     p = lua_tolstring(L, -1, &len);
     if (lua_type(L, -1) != LUA_TSTRING || len == 0 || len > 255)
-      luaL_error(L, "tls.context: option 'alpn': protocol names must be strings of 1..255 bytes");
+      luaL_error(L, "tls.context: option 'alpn': protocol names must be "
+                    "strings of 1..255 bytes");
     lua_pop(L, 1);
     luaL_addchar(b, (char)len);
     luaL_addlstring(b, p, len);
@@ -421,7 +437,8 @@ static int configfail(lua_State *L, const char *what, const char *code) {
   const char *reason = e ? ERR_reason_error_string(e) : NULL;
   clearerrors();
   lua_pushfstring(L, "tls.context %s", what);
-  return capi(L)->pushfail(L, lua_tostring(L, -1), NULL, reason ? reason : "failed", code);
+  return capi(L)->pushfail(L, lua_tostring(L, -1), NULL,
+                           reason ? reason : "failed", code);
 }
 
 /* a file the script named: unreadable is an errno, bad content EINVAL */
@@ -472,9 +489,11 @@ static int usepemcert(SSL_CTX *ctx, const char *pem, size_t len) {
   return ok;
 }
 
-static int usepemkey(SSL_CTX *ctx, const char *pem, size_t len, const char *pw) {
+static int usepemkey(SSL_CTX *ctx, const char *pem, size_t len,
+                     const char *pw) {
   BIO *b = BIO_new_mem_buf(pem, (int)len);
-  EVP_PKEY *k = b ? PEM_read_bio_PrivateKey(b, NULL, pwcallback, (void *)pw) : NULL;
+  EVP_PKEY *k =
+      b ? PEM_read_bio_PrivateKey(b, NULL, pwcallback, (void *)pw) : NULL;
   int ok = k && SSL_CTX_use_PrivateKey(ctx, k) == 1;
   EVP_PKEY_free(k);
   BIO_free(b);
@@ -483,12 +502,14 @@ static int usepemkey(SSL_CTX *ctx, const char *pem, size_t len, const char *pw) 
 
 /* the server's ALPN choice: its own order of preference; no name in
 ** common fails the handshake (no_application_protocol) */
-static int alpnselect(SSL *ssl, const unsigned char **out, unsigned char *outlen,
-                      const unsigned char *in, unsigned int inlen, void *arg) {
+static int alpnselect(SSL *ssl, const unsigned char **out,
+                      unsigned char *outlen, const unsigned char *in,
+                      unsigned int inlen, void *arg) {
   tlsctx *c = (tlsctx *)arg;
   (void)ssl;
-  if (SSL_select_next_proto((unsigned char **)out, outlen, c->alpn, (unsigned)c->alpnlen,
-                            in, inlen) != OPENSSL_NPN_NEGOTIATED)
+  if (SSL_select_next_proto((unsigned char **)out, outlen, c->alpn,
+                            (unsigned)c->alpnlen, in, inlen)
+      != OPENSSL_NPN_NEGOTIATED)
     return SSL_TLSEXT_ERR_ALERT_FATAL;
   return SSL_TLSEXT_ERR_OK;
 }
@@ -618,10 +639,12 @@ static int tls_context(lua_State *L) {
   s = optstring(L, 1, "mode");
   if (s && strcmp(s, "server") == 0) c->server = 1;
   else if (s && strcmp(s, "client") != 0)
-    luaL_error(L, "tls.context: option 'mode' must be \"client\" or \"server\"");
+    luaL_error(L,
+               "tls.context: option 'mode' must be \"client\" or \"server\"");
   c->verify = optbool(L, 1, "verify", !c->server);
   if (optbool(L, 1, "require_cert", 0)) c->verify = 2;
-  else if (optbool(L, 1, "request_cert", 0)) c->verify = c->verify ? c->verify : 1;
+  else if (optbool(L, 1, "request_cert", 0))
+    c->verify = c->verify ? c->verify : 1;
   cafile = optstring(L, 1, "cafile");
   capath = optstring(L, 1, "capath");
   certfile = optstring(L, 1, "certfile");
@@ -633,7 +656,8 @@ static int tls_context(lua_State *L) {
   key = lua_isnil(L, -1) ? NULL : lua_tolstring(L, -1, &keylen);
   lua_pop(L, 2);
   if ((lua_getfield(L, 1, "cert") != LUA_TNIL && lua_type(L, -1) != LUA_TSTRING)
-      || (lua_getfield(L, 1, "key") != LUA_TNIL && lua_type(L, -1) != LUA_TSTRING))
+      || (lua_getfield(L, 1, "key") != LUA_TNIL
+          && lua_type(L, -1) != LUA_TSTRING))
     luaL_error(L, "tls.context: options 'cert' and 'key' must be PEM strings");
   lua_pop(L, 2);
   lua_getfield(L, 1, "verify_depth");
@@ -654,21 +678,29 @@ static int tls_context(lua_State *L) {
 
   c->ctx = SSL_CTX_new(c->server ? TLS_server_method() : TLS_client_method());
   if (!c->ctx) return configfail(L, "SSL_CTX_new", "ENOMEM");
-  SSL_CTX_set_mode(c->ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+  SSL_CTX_set_mode(c->ctx, SSL_MODE_ENABLE_PARTIAL_WRITE
+                               | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
   if (optbool(L, 1, "allow_truncation", 0))
     SSL_CTX_set_options(c->ctx, SSL_OP_IGNORE_UNEXPECTED_EOF);
-  if (!SSL_CTX_set_min_proto_version(c->ctx, optversion(L, 1, "min_version", TLS1_2_VERSION))
-      || !SSL_CTX_set_max_proto_version(c->ctx, optversion(L, 1, "max_version", 0)))
+  if (!SSL_CTX_set_min_proto_version(
+          c->ctx, optversion(L, 1, "min_version", TLS1_2_VERSION))
+      || !SSL_CTX_set_max_proto_version(c->ctx,
+                                        optversion(L, 1, "max_version", 0)))
     return configfail(L, "min_version/max_version", "EINVAL");
-  if ((s = optstring(L, 1, "ciphers")) && SSL_CTX_set_cipher_list(c->ctx, s) != 1)
+  if ((s = optstring(L, 1, "ciphers"))
+      && SSL_CTX_set_cipher_list(c->ctx, s) != 1)
     return configfail(L, "ciphers", "EINVAL");
   c->ciphers = keepstring(L, s, 3);
-  if ((s = optstring(L, 1, "ciphersuites")) && SSL_CTX_set_ciphersuites(c->ctx, s) != 1)
+  if ((s = optstring(L, 1, "ciphersuites"))
+      && SSL_CTX_set_ciphersuites(c->ctx, s) != 1)
     return configfail(L, "ciphersuites", "EINVAL");
   c->ciphersuites = keepstring(L, s, 4);
   if (c->verify) {
-    SSL_CTX_set_verify(c->ctx, SSL_VERIFY_PEER
-                       | (c->verify == 2 ? SSL_VERIFY_FAIL_IF_NO_PEER_CERT : 0), NULL);
+    SSL_CTX_set_verify(
+        c->ctx,
+        SSL_VERIFY_PEER
+            | (c->verify == 2 ? SSL_VERIFY_FAIL_IF_NO_PEER_CERT : 0),
+        NULL);
     if (depth >= 0) SSL_CTX_set_verify_depth(c->ctx, depth);
   }
   if (capath && !isdir(capath)) {
@@ -678,19 +710,24 @@ static int tls_context(lua_State *L) {
   }
   if (cafile || capath) {
     if (SSL_CTX_load_verify_locations(c->ctx, cafile, capath) != 1)
-      return fileproblem(L, cafile ? "cafile" : "capath", cafile ? cafile : capath);
-    if (c->server && cafile) SSL_CTX_set_client_CA_list(c->ctx, SSL_load_client_CA_file(cafile));
+      return fileproblem(L, cafile ? "cafile" : "capath",
+                         cafile ? cafile : capath);
+    if (c->server && cafile)
+      SSL_CTX_set_client_CA_list(c->ctx, SSL_load_client_CA_file(cafile));
   }
-  else if (c->verify && !c->server && SSL_CTX_set_default_verify_paths(c->ctx) != 1)
+  else if (c->verify && !c->server
+           && SSL_CTX_set_default_verify_paths(c->ctx) != 1)
     return configfail(L, "system trust store", "EINVAL");
   /* always our callback: OpenSSL's default one would prompt on the terminal */
   SSL_CTX_set_default_passwd_cb(c->ctx, pwcallback);
   SSL_CTX_set_default_passwd_cb_userdata(c->ctx, (void *)pw);
   if (certfile && SSL_CTX_use_certificate_chain_file(c->ctx, certfile) != 1)
     return fileproblem(L, "certfile", certfile);
-  if (cert && !usepemcert(c->ctx, cert, certlen)) return configfail(L, "cert", "EINVAL");
+  if (cert && !usepemcert(c->ctx, cert, certlen))
+    return configfail(L, "cert", "EINVAL");
   if (!keyfile && !key && certfile) keyfile = certfile;  /* one PEM with both */
-  if (keyfile && SSL_CTX_use_PrivateKey_file(c->ctx, keyfile, SSL_FILETYPE_PEM) != 1) {
+  if (keyfile
+      && SSL_CTX_use_PrivateKey_file(c->ctx, keyfile, SSL_FILETYPE_PEM) != 1) {
     SSL_CTX_set_default_passwd_cb_userdata(c->ctx, NULL);
     return fileproblem(L, "keyfile", keyfile);
   }
@@ -716,7 +753,9 @@ static int tls_context(lua_State *L) {
     if (alpnlen > 0) SSL_CTX_set_alpn_select_cb(c->ctx, alpnselect, c);
   }
   else if (alpnlen > 0
-           && SSL_CTX_set_alpn_protos(c->ctx, (const unsigned char *)alpn, (unsigned)alpnlen) != 0)
+           && SSL_CTX_set_alpn_protos(c->ctx, (const unsigned char *)alpn,
+                                      (unsigned)alpnlen)
+                  != 0)
     return configfail(L, "alpn", "EINVAL");
   clearerrors();
   lua_settop(L, 2);
@@ -739,7 +778,8 @@ static tlsstream *checkstream(lua_State *L, int idx) {
 /* argument 1 of a method: an open stream */
 static tlsstream *checkopen(lua_State *L) {
   tlsstream *t = checkstream(L, 1);
-  if (!t->ssl || t->s->fd < 0) luaL_error(L, "attempt to use a closed TLS stream");
+  if (!t->ssl || t->s->fd < 0)
+    luaL_error(L, "attempt to use a closed TLS stream");
   if (t->insni)
     luaL_error(L, "attempt to use a TLS stream inside its own SNI function");
   t->L = L;
@@ -754,7 +794,8 @@ static int islisting(int fd) {
 
 static int isliteral(const char *name) {
   unsigned char buf[sizeof(struct in6_addr)];
-  return inet_pton(AF_INET, name, buf) == 1 || inet_pton(AF_INET6, name, buf) == 1;
+  return inet_pton(AF_INET, name, buf) == 1
+         || inet_pton(AF_INET6, name, buf) == 1;
 }
 
 /* the name to verify when none was given: the peer's address */
@@ -764,9 +805,13 @@ static int peeraddress(bsd_socket *s, char *buf, size_t size) {
   ss.ss_family = AF_UNSPEC;
   if (getpeername(s->fd, (struct sockaddr *)&ss, &len) != 0) return 0;
   if (ss.ss_family == AF_INET)
-    return inet_ntop(AF_INET, &((struct sockaddr_in *)&ss)->sin_addr, buf, (socklen_t)size) != NULL;
+    return inet_ntop(AF_INET, &((struct sockaddr_in *)&ss)->sin_addr, buf,
+                     (socklen_t)size)
+           != NULL;
   if (ss.ss_family == AF_INET6)
-    return inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&ss)->sin6_addr, buf, (socklen_t)size) != NULL;
+    return inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&ss)->sin6_addr, buf,
+                     (socklen_t)size)
+           != NULL;
   return 0;
 }
 
@@ -775,7 +820,8 @@ static const char *wrapopt(lua_State *L, const char *name, size_t *len) {
   if (lua_isnoneornil(L, 3)) return NULL;
   lua_getfield(L, 3, name);
   if (lua_type(L, -1) == LUA_TSTRING) s = lua_tolstring(L, -1, len);
-  else if (!lua_isnil(L, -1)) luaL_error(L, "tls.wrap: option '%s' must be a string", name);
+  else if (!lua_isnil(L, -1))
+    luaL_error(L, "tls.wrap: option '%s' must be a string", name);
   lua_pop(L, 1);  /* the options table keeps the string */
   return s;
 }
@@ -844,7 +890,8 @@ static int tls_wrap(lua_State *L) {
                                  && s->family != AF_UNIX))
     return luaL_argerror(L, 1, "TCP or Unix stream socket expected");
   if (islisting(s->fd))
-    return luaL_argerror(L, 1, "connected socket expected, got a listening one");
+    return luaL_argerror(L, 1,
+                         "connected socket expected, got a listening one");
   if (!lua_isnoneornil(L, 3)) luaL_checktype(L, 3, LUA_TTABLE);
   servername = wrapname(L, "servername", sbuf);
   hostname = wrapname(L, "hostname", hbuf);
@@ -861,7 +908,9 @@ static int tls_wrap(lua_State *L) {
   t->server = c->server;
   luaL_setmetatable(L, TLS_MT);
   t->ssl = SSL_new(c->ctx);
-  bio = t->ssl ? BIO_new((BIO_METHOD *)((biobox *)lua_touserdata(L, UV_BIOMETH))->meth) : NULL;
+  bio = t->ssl ? BIO_new(
+            (BIO_METHOD *)((biobox *)lua_touserdata(L, UV_BIOMETH))->meth)
+               : NULL;
   if (!bio) {
     if (t->ssl) SSL_free(t->ssl);
     t->ssl = NULL;
@@ -885,16 +934,20 @@ static int tls_wrap(lua_State *L) {
     if (sni) SSL_set_tlsext_host_name(t->ssl, sni);
     if (!verifyname && c->verify) {
       if (!peeraddress(own, t->name, sizeof t->name))
-        return luaL_error(L, "tls.wrap: no name to verify the peer against "
-                          "(give servername or hostname, or a context with verify = false)");
+        return luaL_error(
+            L,
+            "tls.wrap: no name to verify the peer against "
+            "(give servername or hostname, or a context with verify = false)");
       verifyname = t->name;
     }
     if (verifyname) {
-      if (verifyname != t->name) snprintf(t->name, sizeof t->name, "%s", verifyname);
+      if (verifyname != t->name)
+        snprintf(t->name, sizeof t->name, "%s", verifyname);
       if (c->verify) {
         X509_VERIFY_PARAM *param = SSL_get0_param(t->ssl);
         int ok;
-        if (isliteral(t->name)) ok = X509_VERIFY_PARAM_set1_ip_asc(param, t->name);
+        if (isliteral(t->name))
+          ok = X509_VERIFY_PARAM_set1_ip_asc(param, t->name);
         else {
           /* SANs only, as browsers: never the subject's CN */
           X509_VERIFY_PARAM_set_hostflags(param,
@@ -1017,12 +1070,14 @@ static bsd_iostatus impl_recv(lua_State *L, bsd_io *io) {
   r = SSL_read_ex(t->ssl, op->buf, op->max, &op->got);
   if (r == 1) return BSD_IO_DONE;
   op->got = 0;
-  if (SSL_get_error(t->ssl, r) == SSL_ERROR_ZERO_RETURN) {  /* close_notify: "" */
+  /* close_notify: "" */
+  if (SSL_get_error(t->ssl, r) == SSL_ERROR_ZERO_RETURN) {
     clearerrors();
     return BSD_IO_DONE;
   }
   st = sslstatus(t, io, &op->f, r);
-  if (st == BSD_IO_FAIL && eofallowed(t, &op->f)) return BSD_IO_DONE;  /* allowed: "" */
+  /* allowed: "" */
+  if (st == BSD_IO_FAIL && eofallowed(t, &op->f)) return BSD_IO_DONE;
   return st;
 }
 
@@ -1047,7 +1102,8 @@ static bsd_iostatus impl_recvall(lua_State *L, bsd_io *io) {
   }
   clearerrors();
   t->lasterr = 0;
-  r = SSL_read_ex(t->ssl, (char *)lua_touserdata(L, 3) + op->got, cap - op->got, &n);
+  r = SSL_read_ex(t->ssl, (char *)lua_touserdata(L, 3) + op->got, cap - op->got,
+                  &n);
   if (r != 1) {
     st = sslstatus(t, io, &op->f, r);
     if (st == BSD_IO_FAIL && eofallowed(t, &op->f)) op->f.code = "EOF";
@@ -1089,7 +1145,8 @@ static tlsstream *begin(lua_State *L, bsd_io *io, tlsop *op, const char *call,
   if (status == LUA_YIELD) {
     t = checkstream(L, 1);
     if (!t->ssl || t->s->fd < 0) {
-      capi(L)->pushfail(L, call, NULL, "TLS stream closed while waiting", "EBADF");
+      capi(L)->pushfail(L, call, NULL, "TLS stream closed while waiting",
+                        "EBADF");
       return NULL;
     }
     t->L = L;
@@ -1123,7 +1180,8 @@ static int op_exchange(lua_State *L, int status, lua_KContext ctx) {
   tlsstream *t = begin(L, &io, &op, e->call, status, 1);
   if (!t) return 3;
   io.impl = e->impl;
-  if ((r = t->api->iorun(L, &io, ctx, op_exchange)) != BSD_IO_FINISHED) return r;
+  if ((r = t->api->iorun(L, &io, ctx, op_exchange)) != BSD_IO_FINISHED)
+    return r;
   lua_pushboolean(L, 1);
   return 1;
 }
@@ -1219,8 +1277,8 @@ static int eofresult(lua_State *L, bsd_io *io) {
   if (op->f.code && strcmp(op->f.code, "EOF") == 0) {
     tlsstream *t = stream(L);
     const char *peer = peertext(L, t);
-    lua_pushfstring(L, "connection closed after %I of %I bytes", (lua_Integer)op->got,
-                    (lua_Integer)op->max);
+    lua_pushfstring(L, "connection closed after %I of %I bytes",
+                    (lua_Integer)op->got, (lua_Integer)op->max);
     return t->api->pushfail(L, io->call, peer, lua_tostring(L, -1), "EOF");
   }
   return iofail(L, io);
@@ -1241,7 +1299,8 @@ static int op_recvall(lua_State *L, int status, lua_KContext ctx) {
   io.pusherr = eofresult;
   r = t->api->iorun(L, &io, ctx, op_recvall);
   lua_pushlstring(L, (const char *)lua_touserdata(L, 3), op.got);
-  return r == BSD_IO_FINISHED ? 1 : r + 1;  /* the bytes read so far are never lost */
+  /* the bytes read so far are never lost */
+  return r == BSD_IO_FINISHED ? 1 : r + 1;
 }
 
 static int t_recvall(lua_State *L) {
@@ -1317,7 +1376,8 @@ static int t_settimeout(lua_State *L) {
   if (lua_isnoneornil(L, 2)) t->s->timeout = -1;
   else {
     lua_Number v = luaL_checknumber(L, 2);
-    luaL_argcheck(L, v >= 0 && v < 1e9, 2, "timeout must be nil or 0..1e9 seconds");
+    luaL_argcheck(L, v >= 0 && v < 1e9, 2,
+                  "timeout must be nil or 0..1e9 seconds");
     t->s->timeout = v;
   }
   t->api->setfdmode(t->s, t->s->timeout >= 0);
@@ -1436,7 +1496,8 @@ static int t_session(lua_State *L) {
   SSL_SESSION *s = SSL_get1_session(t->ssl);
   unsigned char *der = NULL;
   int len;
-  if (!s || !SSL_SESSION_is_resumable(s) || (len = i2d_SSL_SESSION(s, &der)) <= 0) {
+  if (!s || !SSL_SESSION_is_resumable(s)
+      || (len = i2d_SSL_SESSION(s, &der)) <= 0) {
     SSL_SESSION_free(s);
     lua_pushnil(L);
     return 1;
@@ -1463,12 +1524,14 @@ static void pushname(lua_State *L, X509_NAME *name) {
 
 static void pushtime(lua_State *L, const ASN1_TIME *at) {
   struct tm tm;
-  if (at && ASN1_TIME_to_tm(at, &tm) == 1) lua_pushinteger(L, (lua_Integer)timegm(&tm));
+  if (at && ASN1_TIME_to_tm(at, &tm) == 1)
+    lua_pushinteger(L, (lua_Integer)timegm(&tm));
   else lua_pushnil(L);
 }
 
 static void pushsans(lua_State *L, X509 *x) {
-  GENERAL_NAMES *names = (GENERAL_NAMES *)X509_get_ext_d2i(x, NID_subject_alt_name, NULL, NULL);
+  GENERAL_NAMES *names =
+      (GENERAL_NAMES *)X509_get_ext_d2i(x, NID_subject_alt_name, NULL, NULL);
   int i, ndns = 0, nip = 0;
   lua_createtable(L, 0, 2);
   lua_newtable(L);  /* dns */
@@ -1496,7 +1559,8 @@ static void pushsans(lua_State *L, X509 *x) {
   lua_setfield(L, -2, "dns");
 }
 
-static void pushhex(lua_State *L, const unsigned char *p, size_t len, const char *sep) {
+static void pushhex(lua_State *L, const unsigned char *p, size_t len,
+                    const char *sep) {
   luaL_Buffer b;
   size_t i;
   luaL_buffinit(L, &b);
@@ -1532,7 +1596,8 @@ static int t_peercert(lua_State *L) {
   pushtime(L, X509_get0_notAfter(x));
   lua_setfield(L, -2, "not_after");
   serial = X509_get0_serialNumber(x);
-  pushhex(L, ASN1_STRING_get0_data(serial), (size_t)ASN1_STRING_length(serial), "");
+  pushhex(L, ASN1_STRING_get0_data(serial), (size_t)ASN1_STRING_length(serial),
+          "");
   lua_setfield(L, -2, "serial");
   if (X509_digest(x, EVP_sha256(), md, &mdlen) == 1) {
     pushhex(L, md, mdlen, ":");
@@ -1558,8 +1623,9 @@ static int t_tostring(lua_State *L) {
     lua_pushliteral(L, "bsdsocket.tls (closed)");
     return 1;
   }
-  lua_pushfstring(L, "bsdsocket.tls fd=%d %s %s", t->s->fd, t->server ? "server" : "client",
-                  t->handshaken ? SSL_get_version(t->ssl) : "(handshake pending)");
+  lua_pushfstring(
+      L, "bsdsocket.tls fd=%d %s %s", t->s->fd, t->server ? "server" : "client",
+      t->handshaken ? SSL_get_version(t->ssl) : "(handshake pending)");
   if (t->name[0]) lua_pushfstring(L, " %s", t->name);
   else lua_pushliteral(L, "");
   lua_getiuservalue(L, 1, 1);
@@ -1635,8 +1701,8 @@ LUAMOD_API int luaopen_bsdsocket_tls(lua_State *L) {
   lua_getfield(L, LUA_REGISTRYINDEX, BSD_CAPI_KEY);
   api = (const bsd_capi *)lua_touserdata(L, -1);
   lua_pop(L, 1);
-  if (!api || api->version != BSD_CAPI_VERSION || api->socketsize != sizeof(bsd_socket)
-      || api->iosize != sizeof(bsd_io))
+  if (!api || api->version != BSD_CAPI_VERSION
+      || api->socketsize != sizeof(bsd_socket) || api->iosize != sizeof(bsd_io))
     return luaL_error(L, "bsdsocket.tls: bsdsocket.core is of another version");
   box = (biobox *)lua_newuserdatauv(L, sizeof(biobox), 0);
   box->meth = NULL;
@@ -1645,7 +1711,8 @@ LUAMOD_API int luaopen_bsdsocket_tls(lua_State *L) {
   lua_setfield(L, -2, "__gc");
   lua_setmetatable(L, -2);
   box->meth = newbiometh();
-  if (!box->meth) return luaL_error(L, "bsdsocket.tls: cannot make the BIO method");
+  if (!box->meth)
+    return luaL_error(L, "bsdsocket.tls: cannot make the BIO method");
   boxidx = lua_gettop(L);
 
   luaL_newmetatable(L, TLS_CTX_MT);
