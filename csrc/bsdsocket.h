@@ -15,6 +15,9 @@
 #include "lauxlib.h"
 
 #include "platform.h"
+#if BSD_NEED_PIPEGUARD
+#include <signal.h>   /* outside the hidden visibility below */
+#endif
 
 /* Internal functions are hidden: only luaopen_bsdsocket_core is exported,
 ** and calls between the sources stay direct (no PLT) and inlinable. */
@@ -99,7 +102,6 @@ int bsd_prepfd(int fd, int cloexec, int nonblock);
 ** socket, or else with SIGPIPE blocked in this thread for the call and the
 ** one it raised taken off (bsd_pipeguard). No process-wide setting. */
 #if BSD_NEED_PIPEGUARD
-#include <signal.h>
 typedef struct bsd_pipeguard {
   sigset_t old;
   int pending;     /* a SIGPIPE was pending before: not ours to take */

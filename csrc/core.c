@@ -66,6 +66,10 @@ static void open_platform(lua_State *L) {
   lua_createtable(L, 0, 16);
   lua_pushliteral(L, BSD_OS);
   lua_setfield(L, -2, "os");
+#ifdef BSD_FALLBACK_BUILD
+  lua_pushboolean(L, 1);   /* make check-fallbacks: capabilities turned off */
+  lua_setfield(L, -2, "fallbacks");
+#endif
   for (c = capabilities; c->name; c++) {
     lua_pushboolean(L, c->native);
     lua_setfield(L, -2, c->name);

@@ -43,6 +43,8 @@ typedef struct ucred anccred;
 #define SCM_CRED SCM_CREDS
 typedef struct cmsgcred anccred;
 #endif
+#define HAVE_PEERCRED (BSD_HAVE_SO_PEERCRED || BSD_HAVE_LOCAL_PEERCRED \
+                       || BSD_HAVE_GETPEEREID)
 #ifdef SCM_CRED
 #define ANC_CREDS CMSG_SPACE(sizeof(anccred))
 #else
@@ -307,6 +309,7 @@ static void guardwalk(fdguard *g, lua_State *L, int convert, int rights) {
   }
 }
 
+#if defined(SCM_CRED) || HAVE_PEERCRED
 /* { pid =, uid =, gid = }; pid < 0: not known (left out) */
 static void pushcred(lua_State *L, lua_Integer pid, lua_Integer uid,
                      lua_Integer gid) {
@@ -320,6 +323,7 @@ static void pushcred(lua_State *L, lua_Integer pid, lua_Integer uid,
   lua_pushinteger(L, gid);
   lua_setfield(L, -2, "gid");
 }
+#endif
 
 #ifdef SCM_CRED
 static void pushcredentials(lua_State *L, const void *p) {
@@ -482,9 +486,6 @@ static int peercred(int fd, lua_State *L) {
   return -1;
 #endif
 }
-
-#define HAVE_PEERCRED (BSD_HAVE_SO_PEERCRED || BSD_HAVE_LOCAL_PEERCRED \
-                       || BSD_HAVE_GETPEEREID)
 
 static int sock_getpeercred(lua_State *L) {
   bsd_socket *s = bsd_checkself(L);

@@ -83,14 +83,42 @@ function M.sockpath(name)
   return d:path(name or "sock"), d.remove
 end
 
--- This process's id, read from /proc/self/stat (Linux).
+-- This process's id: /proc/self/stat where there is a /proc, else the
+-- parent of the shell that io.popen starts (POSIX sh's $PPID).
 local function mypid()
-  local f = assert(io.open("/proc/self/stat"))
-  local pid = assert(tonumber(f:read("a"):match("^(%d+)")))
-  f:close()
-  return pid
+  local f = io.open("/proc/self/stat")
+  local text
+  if f then
+    text = f:read("a")
+    f:close()
+  else
+    local p = assert(io.popen("echo $PPID"))
+    text = p:read("a")
+    p:close()
+  end
+  return assert(tonumber(text:match("^(%d+)")))
 end
 M.pid = mypid()
+
+-- Lua code that prints the running process's id on a line of its own,
+-- first thing (the children of spawn and child.spawn).
+M.printpid = "do local f = io.open('/proc/self/stat') local t "
+  .. "if f then t = f:read('a') f:close() else f = io.popen('echo $PPID') "
+  .. "t = f:read('a') f:close() end "
+  .. "io.write(t:match('^%d+'), '\\n') io.flush() end\n"
+
+-- Why the running test cannot run on this build, or nil when it can: the
+-- capability cap of S.platform (API.md's platform table) is missing. A
+-- spec then says so: local why = net.lacks(...) if why then pending(why)
+-- return end. Where the capability has a fallback, specs run unchanged.
+function M.lacks(cap, what)
+  local p = S.platform
+  if p[cap] then return nil end
+  if p.fallbacks then
+    return ("not in the fallback build (%s turned off): %s"):format(cap, what)
+  end
+  return ("not on %s: %s"):format(p.os, what)
+end
 
 -- Collects garbage until memory stops shrinking (finalizers may free more
 -- objects), so that forgotten sockets are closed before descriptors are
