@@ -229,10 +229,15 @@ check-fallbacks:
 # FreeBSD's API surface: .ci/surface/<os>.h, pre-included, defines the OS
 # macro, hides what that system lacks and poisons the calls it does not
 # have; .ci/surface/include makes <sys/epoll.h> and <sys/sendfile.h> fail.
+# macOS's headers show their BSD and POSIX names by default, not GNU's:
+# glibc then hides accept4, pipe2, splice, sendmmsg as macOS lacks them.
 SURFACE_SRCS = $(SRCS) $(if $(HAVE_OPENSSL),csrc/tls.c)
+SURFACE_DEFS_macos = -D_DEFAULT_SOURCE
+SURFACE_DEFS_freebsd = -D_GNU_SOURCE
 check-macos check-freebsd: check-%:
 	@for f in $(SURFACE_SRCS); do \
-	  $(CC) -fsyntax-only -std=c99 -Wall -Wextra -Werror -I.ci/surface/include \
+	  $(CC) -fsyntax-only -std=c99 $(SURFACE_DEFS_$*) -Wall -Wextra -Werror \
+	    -I.ci/surface/include \
 	    -include .ci/surface/$*.h $(LUA_INC) $$f || exit 1; \
 	done; echo "check-$*: $(words $(SURFACE_SRCS)) files compile against the $* surface"
 
