@@ -58,6 +58,7 @@ static const capability capabilities[] = {
   {"scm_credentials", BSD_HAVE_SCM_CREDENTIALS || BSD_HAVE_SCM_CREDS},
   {"abstract", BSD_HAVE_ABSTRACT},
   {"memmem", BSD_HAVE_MEMMEM},
+  {"ip_mreqn", BSD_HAVE_IP_MREQN},
   {NULL, 0}
 };
 

@@ -179,7 +179,7 @@ describe("huge reads", function()
       print("next " .. (r2 and r2[1].data or code))
     ]])
     f:close()
-    local ok = os.execute("ulimit -v 786432; " .. net.childenv() .. " timeout 20 lua5.4 "
+    local ok = os.execute("ulimit -v 786432; " .. net.childenv() .. " " .. net.luacmd(20) .. " "
       .. net.shquote(script) .. " > " .. net.shquote(outfile) .. " 2>&1")
     local out = assert(io.open(outfile)):read("a")
     assert.is_true(ok, out)

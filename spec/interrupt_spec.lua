@@ -88,7 +88,7 @@ describe("Ctrl-C (SIGINT) interrupts", function()
     local input, outfile = d:path("in"), d:path("out")
     os.execute("mkfifo " .. net.shquote(input))
     -- the REPL reads its lines from a fifo we hold open, so it waits for more
-    os.execute("(" .. net.childenv() .. " timeout 20 lua5.4 -i < " .. net.shquote(input) .. " > "
+    os.execute("(" .. net.childenv() .. " " .. net.luacmd(20) .. " -i < " .. net.shquote(input) .. " > "
       .. net.shquote(outfile) .. " 2>&1; echo done >> " .. net.shquote(outfile) .. ") &")
     local feed = assert(io.open(input, "w"))
     feed:setvbuf("no")

@@ -167,7 +167,7 @@ describe("descriptor leaks", function()
       print("fails " .. fails .. " " .. tostring(last))
     ]]):format(N))
     f:close()
-    local okl = os.execute("ulimit -n 256; " .. net.childenv() .. " timeout 60 lua5.4 "
+    local okl = os.execute("ulimit -n 256; " .. net.childenv() .. " " .. net.luacmd(60) .. " "
       .. net.shquote(script) .. " > " .. net.shquote(outfile) .. " 2>&1")
     local res = assert(io.open(outfile)):read("a")
     print("\nleaks: " .. N .. " forgotten sockets under ulimit -n 256: " .. res)

@@ -37,7 +37,7 @@ describe("S.platform", function()
     for _, cap in ipairs({ "accept4", "sock_cloexec", "msg_nosignal", "so_nosigpipe",
                            "sendfile", "splice", "mmsg", "msg_cmsg_cloexec",
                            "so_domain", "so_protocol", "peercred", "scm_credentials",
-                           "abstract", "memmem" }) do
+                           "abstract", "memmem", "ip_mreqn" }) do
       assert.is_boolean(S.platform[cap], cap)
     end
     -- every write avoids SIGPIPE one way or the other on the real platforms

@@ -720,7 +720,7 @@ int main(void) {
       pending("cannot build a C host against liblua5.4")
     end
     local outfile = d:path("out")
-    local ok = os.execute("SLOW_GAI_MS=300 LD_PRELOAD=" .. net.shquote(so) .. " timeout 20 "
+    local ok = os.execute("SLOW_GAI_MS=300 LD_PRELOAD=" .. net.shquote(so) .. " " .. net.timeout(20) .. " "
       .. net.shquote(exe) .. " > " .. net.shquote(outfile) .. " 2>&1")
     local out = net.readfile(outfile) or ""
     assert.is_true(ok == true, out)
@@ -753,7 +753,7 @@ describe("with a DNS server on loopback that answers in 1 s (private resolv.conf
     local f = assert(io.open(resolv, "w"))
     f:write("nameserver " .. ip .. "\noptions timeout:5 attempts:1\n")
     f:close()
-    local pid = sh("timeout 60 python3 " .. net.shquote(cwd .. "/spec/helpers/slowdns.py") .. " " .. ip
+    local pid = sh(net.timeout(60) .. " python3 " .. net.shquote(cwd .. "/spec/helpers/slowdns.py") .. " " .. ip
       .. " 1 55 " .. net.shquote(ready) .. " > /dev/null 2>&1 & echo $!"):match("(%d+)")
     local h
     finally(function()   -- the only finally of this test (busted keeps one)

@@ -4,6 +4,7 @@
 -- each accepted socket is read from /proc), and every worker exits with the
 -- parent, even one killed with SIGKILL.
 local S = require "bsdsocket"
+local net = require "helpers.net"
 local X = require "helpers.examples"
 
 local BUILD = os.getenv("BSDSOCKET_BUILD") or "build"
@@ -64,7 +65,7 @@ end
 local function start(script, args, n)
   local words = {}
   for i, a in ipairs(args) do words[i] = q(a) end
-  local cmd = ("echo $$; exec env LUA_PATH='lua/?.lua;;' LUA_CPATH=%s timeout 60 lua5.4 examples/%s"
+  local cmd = ("echo $$; exec env LUA_PATH='lua/?.lua;;' LUA_CPATH=%s " .. net.luacmd(60) .. " examples/%s"
     .. " 127.0.0.1 0 %s --workers %d 2>&1"):format(q(BUILD .. "/?.so;;"), script, table.concat(words, " "), n)
   local p = assert(io.popen(cmd, "r"))
   local tpid = tonumber(p:read("l"))

@@ -16,10 +16,9 @@ function M.spawn(prefix, code, seconds)
   local d = net.tmpdir()
   local script, outfile, donefile = d:path("child.lua"), d:path("out"), d:path("done")
   local f = assert(io.open(script, "w"))
-  f:write("do local s = io.open('/proc/self/stat') io.write(s:read('a'):match('^%d+'), '\\n') "
-    .. "io.flush() s:close() end\n", code)
+  f:write(net.printpid, code)
   f:close()
-  os.execute("(" .. prefix .. " " .. net.childenv() .. " timeout " .. (seconds or 20) .. " lua5.4 "
+  os.execute("(" .. prefix .. " " .. net.childenv() .. " " .. net.luacmd(seconds or 20) .. " "
     .. net.shquote(script) .. " > " .. net.shquote(outfile) .. " 2>&1; echo $? > "
     .. net.shquote(donefile) .. ") &")
   local h = {}

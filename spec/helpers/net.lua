@@ -120,6 +120,66 @@ function M.lacks(cap, what)
   return ("not on %s: %s"):format(p.os, what)
 end
 
+-- Whether a shell command exists here.
+local function have(cmd)
+  local p = assert(io.popen("command -v " .. cmd .. " 2>/dev/null"))
+  local out = p:read("a")
+  p:close()
+  return out ~= ""
+end
+M.have = have
+
+-- The Lua interpreter running the specs, for the child processes they
+-- start: $BSDSOCKET_LUA, else the lowest negative index of arg (what
+-- started busted: `lua5.4 /usr/bin/busted`), else lua5.4.
+local function interpreter()
+  local env = os.getenv("BSDSOCKET_LUA")
+  if env and env ~= "" then return env end
+  local i, cmd = -1, nil
+  while arg and arg[i] do
+    cmd = arg[i]
+    i = i - 1
+  end
+  if cmd and cmd:match("lua") then return cmd end
+  return "lua5.4"
+end
+M.lua = shquote(interpreter())
+
+-- busted's script, for specs that run busted in a child: $BUSTED_SCRIPT,
+-- else the one on PATH.
+do
+  local b = os.getenv("BUSTED_SCRIPT")
+  if not b or b == "" then
+    local p = assert(io.popen("command -v busted 2>/dev/null"))
+    b = p:read("l")
+    p:close()
+  end
+  M.busted = b and shquote(b) or "busted"
+end
+
+-- A shell prefix that kills what follows after `seconds`: timeout(1)
+-- (Linux, FreeBSD), gtimeout (macOS with coreutils), else perl's alarm,
+-- which exec keeps (macOS's own perl).
+local timeoutcmd = have("timeout") and "timeout" or have("gtimeout") and "gtimeout"
+function M.timeout(seconds)
+  if timeoutcmd then return timeoutcmd .. " " .. seconds end
+  return "perl -e 'alarm shift; exec @ARGV' " .. seconds
+end
+
+-- `<timeout> <lua>`: the start of a bounded child Lua command line
+function M.luacmd(seconds)
+  return M.timeout(seconds) .. " " .. M.lua
+end
+
+-- The loopback interface's name, looked up: lo on Linux, lo0 on the BSDs
+-- and macOS.
+function M.loopback()
+  for _, name in ipairs({ "lo", "lo0" }) do
+    if S.if_nametoindex(name) then return name end
+  end
+  error("no loopback interface found (tried lo, lo0)")
+end
+
 -- Collects garbage until memory stops shrinking (finalizers may free more
 -- objects), so that forgotten sockets are closed before descriptors are
 -- looked at.
@@ -136,17 +196,54 @@ end
 -- The open descriptors of this process: fd -> what it refers to, as /proc
 -- shows it ("socket:[1234]", "pipe:[5]", "/dev/null"). A child `find`
 -- writes the listing to a file, so that looking opens nothing in here.
-local function listfds()
+-- Without /proc (macOS, FreeBSD) lsof lists them instead: the target is
+-- then lsof's type, device or node and name ("IPv4 0x5f3e TCP ...").
+-- BSDSOCKET_FDS=lsof picks lsof on Linux too (to check that path).
+local uselsof = os.getenv("BSDSOCKET_FDS") == "lsof"
+  or io.open("/proc/self/fd/0") == nil
+M.fdlister = uselsof and "lsof" or "/proc"
+
+local function readtmp(cmd)
   local tmp = os.tmpname()
-  os.execute(("find /proc/%d/fd -mindepth 1 -maxdepth 1 -printf '%%f %%l\\n' > %s 2>/dev/null")
-    :format(M.pid, shquote(tmp)))
+  os.execute(cmd .. " > " .. shquote(tmp) .. " 2>/dev/null")
   local f = assert(io.open(tmp))
   local text = f:read("a")
   f:close()
   os.remove(tmp)
+  return text
+end
+
+-- lsof -F: a line per field; f: descriptor, t: type, d: device, i: node,
+-- n: name. Descriptors other than numbers (cwd, txt, mem) are left out.
+local function lsoffds()
+  local text = readtmp(("lsof -n -P -w -p %d -F ftdin"):format(M.pid))
+  local t, fd, parts = {}, nil, nil
+  local function flush()
+    if fd then t[fd] = table.concat(parts, " ") end
+  end
+  for line in text:gmatch("[^\n]+") do
+    local k, v = line:sub(1, 1), line:sub(2)
+    if k == "f" then
+      flush()
+      fd, parts = tonumber(v), {}
+    elseif fd and (k == "t" or k == "d" or k == "i" or k == "n") then
+      parts[#parts + 1] = v
+    end
+  end
+  flush()
+  return t
+end
+
+local function listfds()
   local t = {}
-  for fd, target in text:gmatch("(%d+) ([^\n]*)\n") do t[tonumber(fd)] = target end
-  assert(next(t), "no descriptors listed in /proc/" .. M.pid .. "/fd")
+  if uselsof then
+    t = lsoffds()
+  else
+    local text = readtmp(("find /proc/%d/fd -mindepth 1 -maxdepth 1 -printf '%%f %%l\\n'")
+      :format(M.pid))
+    for fd, target in text:gmatch("(%d+) ([^\n]*)\n") do t[tonumber(fd)] = target end
+  end
+  assert(next(t), "no descriptors listed for process " .. M.pid .. " (" .. M.fdlister .. ")")
   return t
 end
 
@@ -222,6 +319,7 @@ end
 -- What descriptor fd of this process refers to, as /proc shows it
 -- ("socket:[1234]", "/tmp/x", "pipe:[5]"), or nil when it is not open.
 function M.fdtarget(fd)
+  if uselsof then return lsoffds()[fd] end
   local p = assert(io.popen("readlink /proc/" .. M.pid .. "/fd/" .. fd .. " 2>/dev/null"))
   local t = p:read("a")
   p:close()
@@ -267,8 +365,8 @@ function M.run_lua(code, seconds)
   local ok, out, status, how, rc = pcall(function()
     local script, outfile = d:path("child.lua"), d:path("out")
     writefile(script, code)
-    local st, kind, n = os.execute(childenv() .. " timeout " .. (seconds or 10)
-      .. " lua5.4 " .. shquote(script) .. " > " .. shquote(outfile) .. " 2>&1")
+    local st, kind, n = os.execute(childenv() .. " " .. M.luacmd(seconds or 10)
+      .. " " .. shquote(script) .. " > " .. shquote(outfile) .. " 2>&1")
     return readfile(outfile) or "", st, kind, n
   end)
   d:remove()
@@ -287,9 +385,8 @@ end
 function M.spawn(code, seconds)
   local d = M.tmpdir()
   local script, outfile, donefile = d:path("child.lua"), d:path("out"), d:path("done")
-  writefile(script, "do local f = io.open('/proc/self/stat') "
-    .. "io.write(f:read('a'):match('^%d+'), '\\n') io.flush() f:close() end\n" .. code)
-  os.execute("(" .. childenv() .. " timeout " .. (seconds or 10) .. " lua5.4 " .. shquote(script)
+  writefile(script, M.printpid .. code)
+  os.execute("(" .. childenv() .. " " .. M.luacmd(seconds or 10) .. " " .. shquote(script)
     .. " > " .. shquote(outfile) .. " 2>&1; echo $? > " .. shquote(donefile) .. ") &")
   local h = {}
   -- wait (bounded) for the pid line
