@@ -327,6 +327,13 @@ function M.fdtarget(fd)
   return t ~= "" and t or nil
 end
 
+-- Whether a target of net.fds / net.fdtarget is a socket, in either
+-- lister's words ("socket:[1234]"; lsof's "sock ...", "IPv4 ...", "unix ...").
+function M.issocket(target)
+  return target ~= nil and (target:match("^socket:") or target:match("^sock ")
+    or target:match("^IPv[46] ") or target:match("^unix ")) ~= nil
+end
+
 -- Sleep for seconds (a fraction is fine) without busy-waiting.
 function M.sleep(seconds)
   os.execute("sleep " .. string.format("%.3f", seconds))
