@@ -11,7 +11,13 @@ local MiB = 1 << 20
 local LIMIT = MiB          -- API.md: 1 MiB per call
 
 local function vmrss_kib()
-  local f = assert(io.open("/proc/self/status"))
+  local f = io.open("/proc/self/status")
+  if not f then                         -- no /proc: ps tells the same, in KiB
+    local p = assert(io.popen("ps -o rss= -p " .. net.pid))
+    local kib = assert(tonumber(p:read("a"):match("%d+")))
+    p:close()
+    return kib
+  end
   local t = f:read("a")
   f:close()
   return assert(tonumber(t:match("VmRSS:%s*(%d+)")))

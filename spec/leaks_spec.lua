@@ -72,7 +72,7 @@ describe("descriptor leaks", function()
       end
     end)
     nofdleak(SMALL .. " fromfd of a non-socket", function()
-      local f = assert(io.open("/proc/self/stat"))
+      local f = assert(io.open("/dev/null"))
       for _ = 1, SMALL do
         -- stdin, whatever it is here, stays open and is not taken over
         local s, _, code = S.fromfd(0)

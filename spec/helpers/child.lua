@@ -38,9 +38,14 @@ function M.spawn(prefix, code, seconds)
     return h.status()
   end
   function h.signal(_, sig) os.execute("kill -" .. sig .. " " .. h.pid .. " 2>/dev/null") end
-  function h.state()   -- the process state letter of /proc/PID/stat
+  function h.state()   -- the process state letter of /proc/PID/stat, or ps's
     local t = readfile("/proc/" .. h.pid .. "/stat")
-    return t and t:match("^%d+ %b() (%a)")
+    if t then return t:match("^%d+ %b() (%a)") end
+    if io.open("/proc/self/stat") then return nil end   -- /proc, no such process
+    local p = assert(io.popen("ps -o stat= -p " .. h.pid .. " 2>/dev/null"))
+    local st = p:read("a")
+    p:close()
+    return st:match("^%s*(%a)")
   end
   function h.cleanup()
     if d.dir then
