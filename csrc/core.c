@@ -53,9 +53,8 @@ static const capability capabilities[] = {
   {"msg_cmsg_cloexec", BSD_HAVE_MSG_CMSG_CLOEXEC},
   {"so_domain", BSD_HAVE_SO_DOMAIN},
   {"so_protocol", BSD_HAVE_SO_PROTOCOL},
-  {"peercred", BSD_HAVE_SO_PEERCRED || BSD_HAVE_LOCAL_PEERCRED
-               || BSD_HAVE_GETPEEREID},
-  {"scm_credentials", BSD_HAVE_SCM_CREDENTIALS || BSD_HAVE_SCM_CREDS},
+  {"peercred", BSD_HAVE_PEERCRED},
+  {"scm_credentials", BSD_HAVE_CREDMSG},
   {"abstract", BSD_HAVE_ABSTRACT},
   {"memmem", BSD_HAVE_MEMMEM},
   {"ip_mreqn", BSD_HAVE_IP_MREQN},

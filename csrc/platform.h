@@ -162,6 +162,11 @@
 #else
 #define BSD_HAVE_GETPEEREID 0
 #endif
+#if BSD_HAVE_SO_PEERCRED || BSD_HAVE_LOCAL_PEERCRED || BSD_HAVE_GETPEEREID
+#define BSD_HAVE_PEERCRED 1   /* getpeercred has one of them */
+#else
+#define BSD_HAVE_PEERCRED 0
+#endif
 /* credentials as ancillary data: Linux's struct ucred, FreeBSD's cmsgcred */
 #if defined(SCM_CREDENTIALS) && !defined(BSD_NO_SCM_CREDENTIALS)
 #define BSD_HAVE_SCM_CREDENTIALS 1
@@ -173,6 +178,12 @@
 #define BSD_HAVE_SCM_CREDS 1
 #else
 #define BSD_HAVE_SCM_CREDS 0
+#endif
+
+#if BSD_HAVE_SCM_CREDENTIALS || BSD_HAVE_SCM_CREDS
+#define BSD_HAVE_CREDMSG 1    /* sendmsg/recvmsg carry credentials */
+#else
+#define BSD_HAVE_CREDMSG 0
 #endif
 
 /* ---- addresses, options ---- */

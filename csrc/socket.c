@@ -609,6 +609,15 @@ static bsd_iostatus impl_accept(lua_State *L, bsd_io *io) {
   return bsd_iosyscall(io, a->fd, BSD_WANT_READ);
 }
 
+#if !BSD_HAVE_ACCEPT4
+/* The BSDs' accept copies the listener's O_NONBLOCK: what the descriptor
+** has is read back (the socket still blocks by default, through poll). */
+static void readnonblock(bsd_socket *c) {
+  int flags = fcntl(c->fd, F_GETFL);
+  c->fd_nonblock = flags >= 0 && (flags & O_NONBLOCK) != 0;
+}
+#endif
+
 static int op_accept(lua_State *L, int status, lua_KContext ctx) {
   bsd_io io;
   bsd_socket *s = bsd_iobegin(L, &io, "accept", status, (int)ctx);
@@ -618,14 +627,10 @@ static int op_accept(lua_State *L, int status, lua_KContext ctx) {
   io.impl = impl_accept;
   io.data = &a;
   if ((r = bsd_iorun(L, &io, ctx, op_accept)) != BSD_IO_FINISHED) return r;
-  s = bsd_newsocket(L, a.fd, s->family, s->type, s->protocol);
-#if !BSD_HAVE_ACCEPT4
-  {
-    /* the BSDs' accept copies the listener's O_NONBLOCK: what the
-    ** descriptor has is read back, the socket still blocks by default */
-    int flags = fcntl(a.fd, F_GETFL);
-    s->fd_nonblock = flags >= 0 && (flags & O_NONBLOCK) != 0;
-  }
+#if BSD_HAVE_ACCEPT4
+  bsd_newsocket(L, a.fd, s->family, s->type, s->protocol);
+#else
+  readnonblock(bsd_newsocket(L, a.fd, s->family, s->type, s->protocol));
 #endif
   bsd_newaddr(L, (struct sockaddr *)&a.ss, a.len);
   return 2;
