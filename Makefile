@@ -37,7 +37,7 @@ DEB_BENCH    = lua-socket lua-luv valgrind nginx-light wrk
 # certificate, ip and unshare for LuaSocket's suite in a private namespace
 DEB_INTEROP  = lua-socket lua-sec lua-cqueues lua-luv openssl iproute2 util-linux
 
-.PHONY: check-fallbacks check-macos check-freebsd layers all deps deps-bench deps-ci test sanitize valgrind fuzz static bench bench-tls demo install uninstall clean rock-check errnames lint constants
+.PHONY: layers all deps deps-bench deps-ci test sanitize valgrind fuzz static bench bench-tls demo install uninstall clean rock-check errnames lint constants
 
 all: $(MODULE) $(TLS_MODULE)
 
@@ -212,10 +212,12 @@ FALLBACK_SPECS = spec/socket_spec.lua spec/tcp_spec.lua spec/udp_spec.lua \
   spec/mmsg_spec.lua spec/fd_passing_spec.lua spec/zerocopy_spec.lua \
   spec/buffer_spec.lua spec/errors_spec.lua spec/resolver_spec.lua \
   spec/examples_proxy_spec.lua spec/platform_spec.lua
+.PHONY: check-fallbacks check-macos check-freebsd
 check-fallbacks:
 	$(MAKE) BUILD=build-fallback CFLAGS="$(FALLBACK_FLAGS)" \
 	  build-fallback/bsdsocket/core.so
-	$(if $(HAVE_OPENSSL),$(MAKE) BUILD=build-fallback build-fallback/bsdsocket/tls.so)
+	$(if $(HAVE_OPENSSL),$(MAKE) BUILD=build-fallback \
+	  build-fallback/bsdsocket/tls.so)
 	BSDSOCKET_BUILD=build-fallback $(BUSTED) $(FALLBACK_SPECS)
 	@# sendfile(2) itself with sigwait taking off its SIGPIPE (macOS has
 	@# no sigtimedwait)
@@ -239,7 +241,8 @@ check-macos check-freebsd: check-%:
 	  $(CC) -fsyntax-only -std=c99 $(SURFACE_DEFS_$*) -Wall -Wextra -Werror \
 	    -I.ci/surface/include \
 	    -include .ci/surface/$*.h $(LUA_INC) $$f || exit 1; \
-	done; echo "check-$*: $(words $(SURFACE_SRCS)) files compile against the $* surface"
+	done; \
+	echo "check-$*: $(words $(SURFACE_SRCS)) files compile against the $* surface"
 
 # Regenerate csrc/constants.h and csrc/errnames.h from this platform's headers.
 constants:

@@ -832,7 +832,8 @@ static bsd_iostatus impl_sendall(lua_State *L, bsd_io *io) {
   ssize_t n;
   (void)L;
   if (a->done >= a->len) return BSD_IO_DONE;
-  n = bsd_send(io->s->fd, a->data + a->done, a->len - a->done, BSD_MSG_NOSIGNAL);
+  n = bsd_send(io->s->fd, a->data + a->done, a->len - a->done,
+               BSD_MSG_NOSIGNAL);
   if (n < 0) return bsd_iosyscall(io, n, BSD_WANT_WRITE);
   a->done += (size_t)n;
   io->kctx = (lua_KContext)a->done;
