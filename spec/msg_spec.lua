@@ -6,13 +6,7 @@ local net = require "helpers.net"
 
 local PID = net.pid
 
-local function cloexec(fd)
-  local f = io.open("/proc/self/fdinfo/" .. fd)
-  if not f then return nil end
-  local flags = f:read("a"):match("flags:%s*(%d+)")
-  f:close()
-  return (tonumber(flags, 8) & tonumber("2000000", 8)) ~= 0
-end
+local cloexec = net.cloexec
 
 describe("sendmsg/recvmsg", function()
   it("gathers a list of parts into one message and scatters nothing extra", function()

@@ -327,6 +327,25 @@ function M.fdtarget(fd)
   return t ~= "" and t or nil
 end
 
+-- Whether descriptor fd of this process is close-on-exec: its flags in
+-- /proc/self/fdinfo, else whether a program it execs (python3, through
+-- the shell) finds it open.
+function M.cloexec(fd)
+  local f = io.open("/proc/self/fdinfo/" .. fd)
+  if f then
+    local flags = f:read("a"):match("flags:%s*(%d+)")
+    f:close()
+    return (tonumber(flags, 8) & tonumber("2000000", 8)) ~= 0
+  end
+  local p = assert(io.popen(("python3 -c 'import os\n"
+    .. "try:\n os.fstat(%d)\n print(\"open\")\n"
+    .. "except OSError:\n print(\"closed\")' 2>&1"):format(fd)))
+  local out = p:read("a")
+  p:close()
+  assert(out == "open\n" or out == "closed\n", out)
+  return out == "closed\n"
+end
+
 -- Whether a target of net.fds / net.fdtarget is a socket, in either
 -- lister's words ("socket:[1234]"; lsof's "sock ...", "IPv4 ...", "unix ...").
 function M.issocket(target)
