@@ -377,11 +377,18 @@ static int newpair(int family, int type, int protocol, int fds[2]) {
   int ktype = (type & ~SOCKFLAGS) | KERNELFLAGS(type);
   int nonblock = !BSD_HAVE_SOCK_CLOEXEC && (type & BSD_SOCK_NONBLOCK);
   if (socketpair(family, ktype, protocol, fds) < 0) return -1;
-  if (NEEDPREP && (finishfd(fds[0], !BSD_HAVE_SOCK_CLOEXEC, nonblock) < 0
-                   || finishfd(fds[1], !BSD_HAVE_SOCK_CLOEXEC, nonblock) < 0)) {
+  if (!NEEDPREP) return 0;
+  /* on failure finishfd closes its own; the other is closed here (never
+  ** twice: the resolver's threads may open a descriptor meanwhile) */
+  if (finishfd(fds[0], !BSD_HAVE_SOCK_CLOEXEC, nonblock) < 0) {
     int err = errno;
-    close(fds[0]);   /* one of the two is closed already: EBADF, harmless */
     close(fds[1]);
+    errno = err;
+    return -1;
+  }
+  if (finishfd(fds[1], !BSD_HAVE_SOCK_CLOEXEC, nonblock) < 0) {
+    int err = errno;
+    close(fds[0]);
     errno = err;
     return -1;
   }
