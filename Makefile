@@ -344,6 +344,56 @@ uninstall:
 rock-check:
 	sh .ci/rock-check
 
+# The module built with the fast system calls turned off (csrc/platform.h
+# honours -DBSD_NO_*), so each fallback runs here on real sockets: fcntl
+# after socket/socketpair/accept, the SIGPIPE guard, pread+send for
+# sendfile, no splice (tcp_proxy copies), sendmsg/recvmsg loops for
+# sendmmsg/recvmmsg, getsockname for the family, fcntl on received
+# descriptors, memmem's loop, sigwait; and the absent ones (peer
+# credentials, SCM_CREDENTIALS, abstract names) as specs see them there.
+# tls.so is built as usual (it relies on MSG_NOSIGNAL or SO_NOSIGPIPE).
+FALLBACK_FLAGS = -DBSD_NO_ACCEPT4 -DBSD_NO_SOCK_CLOEXEC -DBSD_NO_PIPE2 \
+  -DBSD_NO_MSG_NOSIGNAL -DBSD_NO_SENDFILE -DBSD_NO_SPLICE -DBSD_NO_MMSG \
+  -DBSD_NO_MSG_CMSG_CLOEXEC -DBSD_NO_SO_DOMAIN -DBSD_NO_SO_PROTOCOL \
+  -DBSD_NO_SO_PEERCRED -DBSD_NO_SCM_CREDENTIALS -DBSD_NO_ABSTRACT \
+  -DBSD_NO_MEMMEM -DBSD_NO_SIGTIMEDWAIT -DBSD_FALLBACK_BUILD
+FALLBACK_SPECS = spec/socket_spec.lua spec/tcp_spec.lua spec/udp_spec.lua \
+  spec/unix_spec.lua spec/unix_extras_spec.lua spec/msg_spec.lua \
+  spec/mmsg_spec.lua spec/fd_passing_spec.lua spec/zerocopy_spec.lua \
+  spec/buffer_spec.lua spec/errors_spec.lua spec/resolver_spec.lua \
+  spec/examples_proxy_spec.lua spec/platform_spec.lua
+.PHONY: check-fallbacks check-macos check-freebsd
+check-fallbacks:
+	$(MAKE) BUILD=build-fallback CFLAGS="$(FALLBACK_FLAGS)" \
+	  build-fallback/bsdsocket/core.so
+	$(if $(HAVE_OPENSSL),$(MAKE) BUILD=build-fallback \
+	  build-fallback/bsdsocket/tls.so)
+	BSDSOCKET_BUILD=build-fallback $(BUSTED) $(FALLBACK_SPECS)
+	@# sendfile(2) itself with sigwait taking off its SIGPIPE (macOS has
+	@# no sigtimedwait)
+	$(MAKE) BUILD=build-fallback/nosigtimedwait \
+	  CFLAGS="-DBSD_NO_SIGTIMEDWAIT -DBSD_FALLBACK_BUILD" \
+	  build-fallback/nosigtimedwait/bsdsocket/core.so
+	BSDSOCKET_BUILD=build-fallback/nosigtimedwait $(BUSTED) \
+	  spec/zerocopy_spec.lua spec/platform_spec.lua
+
+# Every csrc/ file compiled (-fsyntax-only -Werror) against macOS's or
+# FreeBSD's API surface: .ci/surface/<os>.h, pre-included, defines the OS
+# macro, hides what that system lacks and poisons the calls it does not
+# have; .ci/surface/include makes <sys/epoll.h> and <sys/sendfile.h> fail.
+# macOS's headers show their BSD and POSIX names by default, not GNU's:
+# glibc then hides accept4, pipe2, splice, sendmmsg as macOS lacks them.
+SURFACE_SRCS = $(SRCS) $(if $(HAVE_OPENSSL),csrc/tls.c)
+SURFACE_DEFS_macos = -D_DEFAULT_SOURCE
+SURFACE_DEFS_freebsd = -D_GNU_SOURCE
+check-macos check-freebsd: check-%:
+	@for f in $(SURFACE_SRCS); do \
+	  $(CC) -fsyntax-only -std=c99 $(SURFACE_DEFS_$*) -Wall -Wextra -Werror \
+	    -I.ci/surface/include \
+	    -include .ci/surface/$*.h $(LUA_INC) $$f || exit 1; \
+	done; \
+	echo "check-$*: $(words $(SURFACE_SRCS)) files compile against the $* surface"
+
 # Regenerate csrc/constants.h and csrc/errnames.h from this platform's headers.
 constants:
 	sh csrc/genconstants.sh > csrc/constants.h
@@ -355,4 +405,4 @@ lint:
 	luacheck -q --std lua54 lua spec examples bench
 
 clean:
-	rm -rf build build-san build-poll build-kqueue bench/build bsdsocket csrc/*.o
+	rm -rf build build-san build-poll build-kqueue build-fallback bench/build bsdsocket csrc/*.o

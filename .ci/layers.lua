@@ -3,7 +3,9 @@
 --   poller backends (poller_*), zerocopy, tls} <- poller <- loop <- core
 -- A file may use the bsd_* functions and variables defined in files of a
 -- lower layer (and its own); a use of a higher or same-layer file's symbol
--- fails. Run by `make layers` (part of `make test`) from the project root.
+-- fails. Below them all, csrc/platform.h turns OS macros into BSD_HAVE_*
+-- capabilities, and no other file may test an OS macro (checked below).
+-- Run by `make layers` (part of `make test`) from the project root.
 local layer = {
   util = 0, errors = 1, resolver = 1, buffer = 1, addr = 2, socket = 3,
   options = 4, msg = 4, tls = 4, zerocopy = 4,
@@ -64,6 +66,35 @@ for name, text in pairs(texts) do
     end
   end
 end
+-- Only csrc/platform.h knows operating systems: every other file tests a
+-- BSD_HAVE_* capability. ALLOW_OS: files not moved over yet (none).
+local ALLOW_OS = {}
+local osmacro = { "__linux__", "__linux", "__APPLE__", "__MACH__", "__FreeBSD__",
+                  "__NetBSD__", "__OpenBSD__", "__DragonFly__", "__sun" }
+local q = assert(io.popen("ls csrc/*.c csrc/*.h"))
+for path in q:lines() do
+  if path ~= "csrc/platform.h" and not ALLOW_OS[path] then
+    local f = assert(io.open(path))
+    local text = f:read("a")
+    f:close()
+    local n = 0
+    for line in text:gmatch("[^\n]*") do
+      n = n + 1
+      if line:match("^%s*#") then
+        for _, m in ipairs(osmacro) do
+          if line:find(m, 1, true) then
+            bad = bad + 1
+            print(("layers: %s:%d tests %s: test a BSD_HAVE_* of platform.h")
+              :format(path, n, m))
+            break
+          end
+        end
+      end
+    end
+  end
+end
+q:close()
+
 if bad > 0 then os.exit(1) end
 print(("layers: %d files, one way (util <- errors/resolver/buffer <- addr <- socket"
   .. " <- options/msg/poller_*/zerocopy/tls <- poller <- loop <- core)")

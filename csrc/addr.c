@@ -53,6 +53,8 @@ static void unixaddr(lua_State *L, int arg, bsd_addr *out) {
   struct sockaddr_un *sun = (struct sockaddr_un *)&out->ss;
   int abstract = len > 0 && path[0] == '\0';
   memset(&out->ss, 0, sizeof(out->ss));
+  if (!BSD_HAVE_ABSTRACT && abstract)
+    luaL_argerror(L, arg, "abstract Unix names (a leading NUL) are Linux's");
   if (!abstract)
     luaL_argcheck(L, strlen(path) == len, arg, "Unix path contains a NUL byte");
   luaL_argcheck(L, len + !abstract <= sizeof(sun->sun_path), arg,

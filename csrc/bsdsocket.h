@@ -14,6 +14,11 @@
 #include "lua.h"
 #include "lauxlib.h"
 
+#include "platform.h"
+#if BSD_NEED_PIPEGUARD
+#include <signal.h>   /* outside the hidden visibility below */
+#endif
+
 /* Internal functions are hidden: only luaopen_bsdsocket_core is exported,
 ** and calls between the sources stay direct (no PLT) and inlinable. */
 #if defined(__GNUC__)
@@ -93,6 +98,30 @@ int bsd_checkfdnum(lua_State *L, int arg);        /* 0..INT_MAX */
 size_t bsd_checkmaxbytes(lua_State *L, int arg);  /* >= 0, capped at BSD_RECV_MAX */
 double bsd_monotime(void);
 int bsd_setnonblock(int fd, int on);
+/* A socket descriptor made or adopted: close-on-exec unless the kernel did
+** it (cloexec 0), non-blocking when asked, and SO_NOSIGPIPE where sends
+** have no MSG_NOSIGNAL. 0, or -1 with errno (fd left open). */
+int bsd_prepfd(int fd, int cloexec, int nonblock);
+/* Writes that cannot raise SIGPIPE: with MSG_NOSIGNAL, on an SO_NOSIGPIPE
+** socket, or else with SIGPIPE blocked in this thread for the call and the
+** one it raised taken off (bsd_pipeguard). No process-wide setting. */
+#if BSD_NEED_PIPEGUARD
+typedef struct bsd_pipeguard {
+  sigset_t old;
+  int pending;     /* a SIGPIPE was pending before: not ours to take */
+} bsd_pipeguard;
+void bsd_pipeguard_on(bsd_pipeguard *g);
+void bsd_pipeguard_off(bsd_pipeguard *g);
+ssize_t bsd_send(int fd, const void *p, size_t n, int flags);
+ssize_t bsd_sendto(int fd, const void *p, size_t n, int flags,
+                   const struct sockaddr *to, socklen_t tolen);
+ssize_t bsd_sendmsg(int fd, const struct msghdr *m, int flags);
+#else
+/* the callers pass BSD_MSG_NOSIGNAL in flags */
+#define bsd_send(fd, p, n, fl) send(fd, p, n, fl)
+#define bsd_sendto(fd, p, n, fl, to, tl) sendto(fd, p, n, fl, to, tl)
+#define bsd_sendmsg(fd, m, fl) sendmsg(fd, m, fl)
+#endif
 /* running in a coroutine of S._tasks, the loop's tasks */
 int bsd_intask(lua_State *L);
 /* after EINTR: true when the signal asked Lua to run a hook at once (Ctrl-C

@@ -82,6 +82,23 @@ static int buf_tostring(lua_State *L) {
   return 1;
 }
 
+#if BSD_HAVE_MEMMEM
+#define findbytes memmem
+#else
+/* memmem's results, for a libc without it (lstrlib's lmemfind) */
+static void *findbytes(const void *s, size_t n, const void *p, size_t pn) {
+  const char *h = (const char *)s, *end;
+  if (pn == 0) return (void *)h;
+  if (pn > n) return NULL;
+  for (end = h + (n - pn); h <= end; h++) {
+    h = (const char *)memchr(h, *(const char *)p, (size_t)(end - h) + 1);
+    if (h == NULL) return NULL;
+    if (memcmp(h + 1, (const char *)p + 1, pn - 1) == 0) return (void *)h;
+  }
+  return NULL;
+}
+#endif
+
 /* a pattern without magic characters is found with memmem, as string.find does */
 static int nospecials(const char *p, size_t len) {
   return strpbrk(p, "^$*+?.([%-") == NULL && strlen(p) == len;
@@ -107,7 +124,7 @@ static int buf_find(lua_State *L) {
     const char *s = b->data + init - 1, *hit;
     size_t left = b->size - (size_t)(init - 1);
     if (plen == 0) hit = s;
-    else hit = plen > left ? NULL : (const char *)memmem(s, left, p, plen);
+    else hit = plen > left ? NULL : (const char *)findbytes(s, left, p, plen);
     if (!hit) {
       luaL_pushfail(L);
       return 1;

@@ -29,6 +29,54 @@ void bsd_open_constants(lua_State *L) {
   }
 }
 
+/* S.SOCK_NONBLOCK and S.SOCK_CLOEXEC work in S.socket's type everywhere:
+** where the kernel lacks them, socket.c applies them with fcntl. */
+static void open_sockflags(lua_State *L) {
+  lua_pushinteger(L, BSD_SOCK_NONBLOCK);
+  lua_setfield(L, -2, "SOCK_NONBLOCK");
+  lua_pushinteger(L, BSD_SOCK_CLOEXEC);
+  lua_setfield(L, -2, "SOCK_CLOEXEC");
+}
+
+/* S.platform: which way each call goes on this build (API.md's platform
+** table): true where the system call is there, false for the fallback */
+typedef struct capability { const char *name; int native; } capability;
+
+static const capability capabilities[] = {
+  {"accept4", BSD_HAVE_ACCEPT4},
+  {"sock_cloexec", BSD_HAVE_SOCK_CLOEXEC},
+  {"msg_nosignal", BSD_HAVE_MSG_NOSIGNAL},
+  {"so_nosigpipe", BSD_HAVE_SO_NOSIGPIPE},
+  {"sendfile", BSD_HAVE_SENDFILE},
+  {"splice", BSD_HAVE_SPLICE},
+  {"mmsg", BSD_HAVE_MMSG},
+  {"msg_cmsg_cloexec", BSD_HAVE_MSG_CMSG_CLOEXEC},
+  {"so_domain", BSD_HAVE_SO_DOMAIN},
+  {"so_protocol", BSD_HAVE_SO_PROTOCOL},
+  {"peercred", BSD_HAVE_PEERCRED},
+  {"scm_credentials", BSD_HAVE_CREDMSG},
+  {"abstract", BSD_HAVE_ABSTRACT},
+  {"memmem", BSD_HAVE_MEMMEM},
+  {"ip_mreqn", BSD_HAVE_IP_MREQN},
+  {NULL, 0}
+};
+
+static void open_platform(lua_State *L) {
+  const capability *c;
+  lua_createtable(L, 0, 16);
+  lua_pushliteral(L, BSD_OS);
+  lua_setfield(L, -2, "os");
+#ifdef BSD_FALLBACK_BUILD
+  lua_pushboolean(L, 1);   /* make check-fallbacks: capabilities turned off */
+  lua_setfield(L, -2, "fallbacks");
+#endif
+  for (c = capabilities; c->name; c++) {
+    lua_pushboolean(L, c->native);
+    lua_setfield(L, -2, c->name);
+  }
+  lua_setfield(L, -2, "platform");
+}
+
 static int core_monotime(lua_State *L) {
   lua_pushnumber(L, bsd_monotime());
   return 1;
@@ -123,6 +171,8 @@ LUAMOD_API int luaopen_bsdsocket_core(lua_State *L) {
   lua_setfield(L, LUA_REGISTRYINDEX, BSD_TASKS_KEY);
   lua_setfield(L, -2, "_tasks");
   bsd_open_constants(L);
+  open_sockflags(L);
+  open_platform(L);
   bsd_open_errors(L);
   bsd_open_addr(L);
   bsd_open_socket(L);

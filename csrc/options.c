@@ -158,7 +158,7 @@ static int sock_setsockopt(lua_State *L) {
   union {
     int i; struct timeval tv; struct linger lg; struct ip_mreq mreq;
     struct ipv6_mreq mreq6; struct in_addr in;
-#ifdef __linux__
+#if BSD_HAVE_IP_MREQN
     struct ip_mreqn mreqn;
 #endif
   } v;
@@ -200,7 +200,7 @@ static int sock_setsockopt(lua_State *L) {
       struct in_addr ifaddr;
       luaL_checktype(L, 4, LUA_TTABLE);
       checkinaddr(L, 4, field(L, 4, "multiaddr", 1), &v.mreq.imr_multiaddr);
-#ifdef __linux__
+#if BSD_HAVE_IP_MREQN
       /* an interface index or name (not an address): struct ip_mreqn */
       lua_getfield(L, 4, "interface");
       iface = lua_tostring(L, -1);

@@ -37,11 +37,10 @@
 
 #if !defined(BSD_BACKEND_EPOLL) && !defined(BSD_BACKEND_KQUEUE) && \
     !defined(BSD_BACKEND_POLL)
-/* TODO platform.h: BSD_HAVE_EPOLL / BSD_HAVE_KQUEUE pick the default */
-#if defined(__linux__)
+/* the platform's best (platform.h) */
+#if BSD_HAVE_EPOLL
 #define BSD_BACKEND_EPOLL 1
-#elif defined(__APPLE__) || defined(__FreeBSD__) || defined(__NetBSD__) || \
-      defined(__OpenBSD__) || defined(__DragonFly__)
+#elif BSD_HAVE_KQUEUE
 #define BSD_BACKEND_KQUEUE 1
 #else
 #define BSD_BACKEND_POLL 1

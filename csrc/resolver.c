@@ -92,8 +92,9 @@ static void *worker(void *arg) {
   pthread_mutex_unlock(&j->lock);
   /* after the answer: the wake socket becomes readable (a byte, so that a
   ** copy of wfd in a forked child cannot delay it); a reader already gone
-  ** makes this fail with EPIPE, harmlessly (MSG_NOSIGNAL) */
-  (void)send(wfd, "", 1, MSG_NOSIGNAL | MSG_DONTWAIT);
+  ** makes this fail with EPIPE, harmlessly (MSG_NOSIGNAL, or else the
+  ** SIGPIPE stays pending on this thread, which blocks every signal) */
+  (void)send(wfd, "", 1, BSD_MSG_NOSIGNAL | MSG_DONTWAIT);
   close(wfd);
   if (last) jobfree(j);
   return NULL;
@@ -105,11 +106,32 @@ static void *worker(void *arg) {
 static const char selfmark = 'p';  /* any address inside this object names it */
 
 static void pinself(void) {
+#if BSD_HAVE_DLADDR
   Dl_info info;
   if (dladdr(&selfmark, &info) && info.dli_fname) {
     void *h = dlopen(info.dli_fname, RTLD_NOW | RTLD_NOLOAD | RTLD_NODELETE);
     if (h) dlclose(h);  /* RTLD_NODELETE stays on the object */
   }
+#endif
+}
+
+/* the wake socketpair: close-on-exec and non-blocking, by the kernel's
+** flags or else by fcntl */
+static int wakepair(int fds[2]) {
+#if BSD_HAVE_SOCK_CLOEXEC
+  return socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0,
+                    fds);
+#else
+  int err;
+  if (socketpair(AF_UNIX, SOCK_STREAM, 0, fds) < 0) return -1;
+  if (bsd_prepfd(fds[0], 1, 1) == 0 && bsd_prepfd(fds[1], 1, 1) == 0)
+    return 0;
+  err = errno;
+  close(fds[0]);
+  close(fds[1]);
+  errno = err;
+  return -1;
+#endif
 }
 
 static int startworker(job *j) {
@@ -205,11 +227,11 @@ int bsd_resolve_start(lua_State *L, const char *host, const char *service,
     err = ENOMEM;
     goto fail;
   }
-  r = socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0, fds);
+  r = wakepair(fds);
   if (r < 0 && (errno == EMFILE || errno == ENFILE)) {
     /* forgotten sockets may hold descriptors until the collector runs */
     lua_gc(L, LUA_GCCOLLECT);
-    r = socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0, fds);
+    r = wakepair(fds);
   }
   if (r < 0) {
     err = errno;

@@ -353,16 +353,67 @@ static int outoffds(lua_State *L) {
   return 1;
 }
 
+/* The flag bits of S.socket's type, and what the kernel takes of them:
+** all where socket() has SOCK_CLOEXEC, else none (finishfd sets them). */
+#define SOCKFLAGS (BSD_SOCK_NONBLOCK | BSD_SOCK_CLOEXEC)
+#if BSD_HAVE_SOCK_CLOEXEC
+#define KERNELFLAGS(type) (((type) & SOCK_NONBLOCK) | SOCK_CLOEXEC)
+#else
+#define KERNELFLAGS(type) 0
+#endif
+#define NEEDPREP (!BSD_HAVE_SOCK_CLOEXEC || BSD_HAVE_SO_NOSIGPIPE)
+
+/* What the kernel did not do for a new descriptor (nothing on Linux): on
+** failure it is closed, and -1 returned with errno. */
+static int finishfd(int fd, int cloexec, int nonblock) {
+  int err;
+  if (fd < 0 || bsd_prepfd(fd, cloexec, nonblock) == 0) return fd;
+  err = errno;
+  close(fd);
+  errno = err;
+  return -1;
+}
+
+static int newfd(int family, int type, int protocol) {
+  int fd = socket(family, (type & ~SOCKFLAGS) | KERNELFLAGS(type), protocol);
+  if (NEEDPREP)
+    fd = finishfd(fd, !BSD_HAVE_SOCK_CLOEXEC,
+                  !BSD_HAVE_SOCK_CLOEXEC && (type & BSD_SOCK_NONBLOCK));
+  return fd;
+}
+
+static int newpair(int family, int type, int protocol, int fds[2]) {
+  int ktype = (type & ~SOCKFLAGS) | KERNELFLAGS(type);
+  int nonblock = !BSD_HAVE_SOCK_CLOEXEC && (type & BSD_SOCK_NONBLOCK);
+  if (socketpair(family, ktype, protocol, fds) < 0) return -1;
+  if (!NEEDPREP) return 0;
+  /* on failure finishfd closes its own; the other is closed here (never
+  ** twice: the resolver's threads may open a descriptor meanwhile) */
+  if (finishfd(fds[0], !BSD_HAVE_SOCK_CLOEXEC, nonblock) < 0) {
+    int err = errno;
+    close(fds[1]);
+    errno = err;
+    return -1;
+  }
+  if (finishfd(fds[1], !BSD_HAVE_SOCK_CLOEXEC, nonblock) < 0) {
+    int err = errno;
+    close(fds[0]);
+    errno = err;
+    return -1;
+  }
+  return 0;
+}
+
 static int sock_socket(lua_State *L) {
   int family = bsd_checkint(L, 1);
   int type = bsd_checkint(L, 2);
   int protocol = bsd_optint(L, 3, 0);
-  int nonblock = (type & SOCK_NONBLOCK) != 0;
-  int fd = socket(family, type | SOCK_CLOEXEC, protocol);
+  int nonblock = (type & BSD_SOCK_NONBLOCK) != 0;
+  int fd = newfd(family, type, protocol);
   bsd_socket *s;
-  if (fd < 0 && outoffds(L)) fd = socket(family, type | SOCK_CLOEXEC, protocol);
+  if (fd < 0 && outoffds(L)) fd = newfd(family, type, protocol);
   if (fd < 0) return bsd_pusherror(L, "socket", NULL, errno);
-  s = bsd_newsocket(L, fd, family, type & ~(SOCK_NONBLOCK | SOCK_CLOEXEC), protocol);
+  s = bsd_newsocket(L, fd, family, type & ~SOCKFLAGS, protocol);
   if (nonblock) {
     s->fd_nonblock = 1;
     s->timeout = 0;
@@ -375,10 +426,10 @@ static int sock_socketpair(lua_State *L) {
   int type = bsd_optint(L, 2, SOCK_STREAM);
   int protocol = bsd_optint(L, 3, 0);
   int fds[2];
-  if (socketpair(family, type | SOCK_CLOEXEC, protocol, fds) < 0
-      && (!outoffds(L) || socketpair(family, type | SOCK_CLOEXEC, protocol, fds) < 0))
+  if (newpair(family, type, protocol, fds) < 0
+      && (!outoffds(L) || newpair(family, type, protocol, fds) < 0))
     return bsd_pusherror(L, "socketpair", NULL, errno);
-  type &= ~(SOCK_NONBLOCK | SOCK_CLOEXEC);
+  type &= ~SOCKFLAGS;
   bsd_newsocket(L, fds[0], family, type, protocol);
   bsd_newsocket(L, fds[1], family, type, protocol);
   return 2;
@@ -389,14 +440,45 @@ static int getintopt(int fd, int name, int *value) {
   return getsockopt(fd, SOL_SOCKET, name, value, &len);
 }
 
+/* Without SO_DOMAIN the family is the socket's own address's: every
+** socket has one, bound or not. */
+static int getfamily(int fd, int *family) {
+#if BSD_HAVE_SO_DOMAIN
+  return getintopt(fd, SO_DOMAIN, family);
+#else
+  struct sockaddr_storage ss;
+  socklen_t len = sizeof ss;
+  memset(&ss, 0, sizeof ss);
+  if (getsockname(fd, (struct sockaddr *)&ss, &len) < 0) return -1;
+  *family = ss.ss_family;
+  return 0;
+#endif
+}
+
+/* Without SO_PROTOCOL: what protocol 0 means for the family and type */
+static int getprotocol(int fd, int family, int type, int *protocol) {
+#if BSD_HAVE_SO_PROTOCOL
+  (void)family;
+  (void)type;
+  return getintopt(fd, SO_PROTOCOL, protocol);
+#else
+  int inet = family == AF_INET || family == AF_INET6;
+  (void)fd;
+  *protocol = !inet ? 0 : type == SOCK_STREAM ? IPPROTO_TCP
+            : type == SOCK_DGRAM ? IPPROTO_UDP : 0;
+  return 0;
+#endif
+}
+
 /* Wraps fd in a socket object, its family, type and protocol read back
 ** from the kernel; NULL (nothing pushed, errno set) if fd is no socket. */
 bsd_socket *bsd_wrapfd(lua_State *L, int fd) {
   int family, type, protocol, flags;
   bsd_socket *s;
-  if (getintopt(fd, SO_DOMAIN, &family) < 0 || getintopt(fd, SO_TYPE, &type) < 0
-      || getintopt(fd, SO_PROTOCOL, &protocol) < 0)
+  if (getintopt(fd, SO_TYPE, &type) < 0 || getfamily(fd, &family) < 0
+      || getprotocol(fd, family, type, &protocol) < 0)
     return NULL;
+  if (BSD_HAVE_SO_NOSIGPIPE) (void)bsd_prepfd(fd, 0, 0);
   flags = fcntl(fd, F_GETFL);
   s = bsd_newsocket(L, fd, family, type, protocol);
   if (flags >= 0 && (flags & O_NONBLOCK)) {
@@ -538,11 +620,25 @@ typedef struct acceptargs {
 static bsd_iostatus impl_accept(lua_State *L, bsd_io *io) {
   acceptargs *a = (acceptargs *)io->data;
   a->len = sizeof a->ss;
+#if BSD_HAVE_ACCEPT4
   a->fd = accept4(io->s->fd, (struct sockaddr *)&a->ss, &a->len, SOCK_CLOEXEC);
+  if (BSD_HAVE_SO_NOSIGPIPE) a->fd = finishfd(a->fd, 0, 0);
+#else
+  a->fd = finishfd(accept(io->s->fd, (struct sockaddr *)&a->ss, &a->len), 1, 0);
+#endif
   if (a->fd < 0 && errno == ECONNABORTED) errno = EINTR;  /* try the next one */
   if (a->fd < 0 && !a->collected && (a->collected = outoffds(L)) != 0) errno = EINTR;
   return bsd_iosyscall(io, a->fd, BSD_WANT_READ);
 }
+
+#if !BSD_HAVE_ACCEPT4
+/* The BSDs' accept copies the listener's O_NONBLOCK: what the descriptor
+** has is read back (the socket still blocks by default, through poll). */
+static void readnonblock(bsd_socket *c) {
+  int flags = fcntl(c->fd, F_GETFL);
+  c->fd_nonblock = flags >= 0 && (flags & O_NONBLOCK) != 0;
+}
+#endif
 
 static int op_accept(lua_State *L, int status, lua_KContext ctx) {
   bsd_io io;
@@ -553,7 +649,11 @@ static int op_accept(lua_State *L, int status, lua_KContext ctx) {
   io.impl = impl_accept;
   io.data = &a;
   if ((r = bsd_iorun(L, &io, ctx, op_accept)) != BSD_IO_FINISHED) return r;
+#if BSD_HAVE_ACCEPT4
   bsd_newsocket(L, a.fd, s->family, s->type, s->protocol);
+#else
+  readnonblock(bsd_newsocket(L, a.fd, s->family, s->type, s->protocol));
+#endif
   bsd_newaddr(L, (struct sockaddr *)&a.ss, a.len);
   return 2;
 }
@@ -667,7 +767,7 @@ typedef struct sendargs {
 
 static bsd_iostatus impl_send(lua_State *L, bsd_io *io) {
   sendargs *a = (sendargs *)io->data;
-  ssize_t n = send(io->s->fd, a->data, a->len, a->flags);
+  ssize_t n = bsd_send(io->s->fd, a->data, a->len, a->flags);
   (void)L;
   if (n >= 0) a->done = (size_t)n;
   return bsd_iosyscall(io, n, BSD_WANT_WRITE);
@@ -680,11 +780,11 @@ static int op_send(lua_State *L, int status, lua_KContext ctx) {
   bsd_iobegin(L, &io, "send", status, (int)ctx);
   a.data = bsd_checkbytes(L, 2, &a.len);
   if (lua_gettop(L) == 2)  /* the common send(data) */
-    a.flags = MSG_NOSIGNAL;
+    a.flags = BSD_MSG_NOSIGNAL;
   else {
     size_t i = posrelat(luaL_optinteger(L, 3, 1), a.len);
     size_t j = posrelat(luaL_optinteger(L, 4, -1), a.len);
-    a.flags = bsd_optint(L, 5, 0) | MSG_NOSIGNAL;
+    a.flags = bsd_optint(L, 5, 0) | BSD_MSG_NOSIGNAL;
     if (i < 1) i = 1;
     if (j > a.len) j = a.len;
     a.data += i - 1;
@@ -735,7 +835,7 @@ static int sock_send(lua_State *L) {
     if (firsttry(L, s)) {
       size_t len;
       const char *data = lua_tolstring(L, 2, &len);
-      ssize_t n = send(s->fd, data, len, MSG_NOSIGNAL);
+      ssize_t n = bsd_send(s->fd, data, len, BSD_MSG_NOSIGNAL);
       int r;
       if (n >= 0) {
         lua_pushinteger(L, (lua_Integer)n);
@@ -754,7 +854,8 @@ static bsd_iostatus impl_sendall(lua_State *L, bsd_io *io) {
   ssize_t n;
   (void)L;
   if (a->done >= a->len) return BSD_IO_DONE;
-  n = send(io->s->fd, a->data + a->done, a->len - a->done, MSG_NOSIGNAL);
+  n = bsd_send(io->s->fd, a->data + a->done, a->len - a->done,
+               BSD_MSG_NOSIGNAL);
   if (n < 0) return bsd_iosyscall(io, n, BSD_WANT_WRITE);
   a->done += (size_t)n;
   io->kctx = (lua_KContext)a->done;
@@ -794,7 +895,7 @@ static int sock_sendall(lua_State *L) {
     if (firsttry(L, s)) {
       size_t len;
       const char *data = lua_tolstring(L, 2, &len);
-      ssize_t n = send(s->fd, data, len, MSG_NOSIGNAL);
+      ssize_t n = bsd_send(s->fd, data, len, BSD_MSG_NOSIGNAL);
       int r;
       if ((size_t)n == len) {
         lua_pushboolean(L, 1);
@@ -877,7 +978,7 @@ static bsd_iostatus impl_sendlist(lua_State *L, bsd_io *io) {
   memset(&msg, 0, sizeof msg);
   msg.msg_iov = g->iov;
   msg.msg_iovlen = (size_t)g->niov;
-  n = sendmsg(io->s->fd, &msg, g->flags);
+  n = bsd_sendmsg(io->s->fd, &msg, g->flags);
   if (n < 0) return bsd_iosyscall(io, n, BSD_WANT_WRITE);
   g->done += (size_t)n;
   if (!g->all) return BSD_IO_DONE;
@@ -900,7 +1001,7 @@ static int op_sendlist(lua_State *L, int status, lua_KContext ctx) {
                 "i, j select bytes of a string or buffer, not of a list");
   g.all = 0;
   g.done = 0;
-  g.flags = bsd_optint(L, 5, 0) | MSG_NOSIGNAL;
+  g.flags = bsd_optint(L, 5, 0) | BSD_MSG_NOSIGNAL;
   gatherparts(L, 2, &g, g.done);
   io.impl = impl_sendlist;
   io.data = &g;
@@ -920,7 +1021,7 @@ static int op_sendalllist(lua_State *L, int status, lua_KContext ctx) {
                 "i, j select bytes of a string or buffer, not of a list");
   g.all = 1;
   g.done = (size_t)ctx;
-  g.flags = MSG_NOSIGNAL;
+  g.flags = BSD_MSG_NOSIGNAL;
   gatherparts(L, 2, &g, g.done);
   io.impl = impl_sendlist;
   io.data = &g;
@@ -934,7 +1035,7 @@ static int op_sendalllist(lua_State *L, int status, lua_KContext ctx) {
 
 static bsd_iostatus impl_sendto(lua_State *L, bsd_io *io) {
   sendargs *a = (sendargs *)io->data;
-  ssize_t n = sendto(io->s->fd, a->data, a->len, a->flags,
+  ssize_t n = bsd_sendto(io->s->fd, a->data, a->len, a->flags,
                      (const struct sockaddr *)&a->to->ss, a->to->len);
   (void)L;
   if (n >= 0) a->done = (size_t)n;
@@ -949,7 +1050,7 @@ static int op_sendto(lua_State *L, int status, lua_KContext ctx) {
   bsd_socket *s = bsd_iobegin(L, &io, "sendto", status, (int)ctx);
   a.data = bsd_checkbytes(L, 2, &a.len);
   if ((used = bsd_getaddrarg(L, 3, s->family, s->type, "sendto", &to)) == 0) return 3;
-  a.flags = (lua_gettop(L) < 3 + used ? 0 : bsd_optint(L, 3 + used, 0)) | MSG_NOSIGNAL;
+  a.flags = (lua_gettop(L) < 3 + used ? 0 : bsd_optint(L, 3 + used, 0)) | BSD_MSG_NOSIGNAL;
   a.to = &to;
   io.impl = impl_sendto;
   io.data = &a;
@@ -969,7 +1070,7 @@ static int sock_sendto(lua_State *L) {
     if (firsttry(L, s)) {
       size_t len;
       const char *data = lua_tolstring(L, 2, &len);
-      ssize_t n = sendto(s->fd, data, len, MSG_NOSIGNAL, (const struct sockaddr *)&to->ss, to->len);
+      ssize_t n = bsd_sendto(s->fd, data, len, BSD_MSG_NOSIGNAL, (const struct sockaddr *)&to->ss, to->len);
       int err;
       if (n >= 0) {
         lua_pushinteger(L, (lua_Integer)n);

@@ -105,7 +105,7 @@ static int bio_write(BIO *b, const char *buf, int len) {
     return -1;
   }
   n = send(t->s->fd, buf, (size_t)len,
-           MSG_NOSIGNAL | (t->nowait ? MSG_DONTWAIT : 0));
+           BSD_MSG_NOSIGNAL | (t->nowait ? MSG_DONTWAIT : 0));
   if (n < 0) {
     t->lasterr = errno;
     /* EINTR too: the impl sees WANT_WRITE with lasterr EINTR and lets the

@@ -3,9 +3,11 @@
 ** signal check that every other file shares. Like lauxlib under liolib, it
 ** calls nothing from the other project files.
 */
+#include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "bsdsocket.h"
 
@@ -60,6 +62,84 @@ int bsd_setnonblock(int fd, int on) {
   flags = on ? (flags | O_NONBLOCK) : (flags & ~O_NONBLOCK);
   return fcntl(fd, F_SETFL, flags);
 }
+
+int bsd_prepfd(int fd, int cloexec, int nonblock) {
+#if BSD_HAVE_SO_NOSIGPIPE
+  int one = 1;
+  /* not every socket takes it (some families refuse): ignored then */
+  (void)setsockopt(fd, SOL_SOCKET, SO_NOSIGPIPE, &one, sizeof one);
+#endif
+  if (cloexec) {
+    int flags = fcntl(fd, F_GETFD);
+    if (flags < 0 || fcntl(fd, F_SETFD, flags | FD_CLOEXEC) < 0) return -1;
+  }
+  if (nonblock && bsd_setnonblock(fd, 1) < 0) return -1;
+  return 0;
+}
+
+#if BSD_NEED_PIPEGUARD
+
+void bsd_pipeguard_on(bsd_pipeguard *g) {
+  sigset_t set, pend;
+  sigemptyset(&set);
+  sigaddset(&set, SIGPIPE);
+  pthread_sigmask(SIG_BLOCK, &set, &g->old);
+  g->pending = sigpending(&pend) == 0 && sigismember(&pend, SIGPIPE);
+}
+
+/* A SIGPIPE the write raised is pending on this thread (sendmmsg may raise
+** one and still return a count): taken off before the mask is restored. */
+void bsd_pipeguard_off(bsd_pipeguard *g) {
+  int err = errno;
+  sigset_t set, pend;
+  if (!g->pending && sigpending(&pend) == 0 && sigismember(&pend, SIGPIPE)) {
+    sigemptyset(&set);
+    sigaddset(&set, SIGPIPE);
+#if BSD_HAVE_SIGTIMEDWAIT
+    {
+      struct timespec zero = {0, 0};
+      while (sigtimedwait(&set, NULL, &zero) < 0 && errno == EINTR) {}
+    }
+#else
+    {
+      int sig;
+      sigwait(&set, &sig);   /* pending: returns at once */
+    }
+#endif
+  }
+  pthread_sigmask(SIG_SETMASK, &g->old, NULL);
+  errno = err;
+}
+
+ssize_t bsd_send(int fd, const void *p, size_t n, int flags) {
+  bsd_pipeguard g;
+  ssize_t r;
+  bsd_pipeguard_on(&g);
+  r = send(fd, p, n, flags);
+  bsd_pipeguard_off(&g);
+  return r;
+}
+
+ssize_t bsd_sendto(int fd, const void *p, size_t n, int flags,
+                   const struct sockaddr *to, socklen_t tolen) {
+  bsd_pipeguard g;
+  ssize_t r;
+  bsd_pipeguard_on(&g);
+  r = sendto(fd, p, n, flags, to, tolen);
+  bsd_pipeguard_off(&g);
+  return r;
+}
+
+ssize_t bsd_sendmsg(int fd, const struct msghdr *m, int flags) {
+  bsd_pipeguard g;
+  ssize_t r;
+  bsd_pipeguard_on(&g);
+  r = sendmsg(fd, m, flags);
+  bsd_pipeguard_off(&g);
+  return r;
+}
+
+#endif
 
 /* A hook that asks to run at the very next instruction: what lua.c sets
 ** from its SIGINT handler (count 1), and what other hosts do to stop a

@@ -4,6 +4,10 @@
 ** src:splice(dst [, max]) / S.splice(src, dst [, max]) (splice(2) through a
 ** pipe: socket to socket, the proxy's copy loop without the copies).
 **
+** Where the platform has no sendfile, sendfile reads the file with pread
+** and sends it through one buffer (same results, a copy more); splice is
+** there only where the kernel has it (Linux).
+**
 ** Both supply only their system calls to socket.c's I/O loop (bsd_iorun:
 ** timeouts, non-blocking sockets, yielding to bsdsocket.loop), as send does.
 */
@@ -12,13 +16,19 @@
 #include <signal.h>
 #include <stdio.h>
 #include <time.h>
-#include <sys/sendfile.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "bsdsocket.h"
 
+#if BSD_SENDFILE_LINUX
+#include <sys/sendfile.h>
+#elif BSD_HAVE_SENDFILE
+#include <sys/uio.h>
+#endif
+
 #define SENDFILE_CHUNK 0x7ffff000   /* what Linux moves per call at most */
+#define COPY_CHUNK 32768            /* the buffer of sendfile's fallback */
 #define SPLICE_DEFAULT 65536
 #define SPLICE_MAX (1 << 20)
 #define PIPE_MT "bsdsocket.splicepipe"
@@ -47,16 +57,29 @@ static void guardon(pipeguard *g) {
   g->pending = sigpending(&pend) == 0 && sigismember(&pend, SIGPIPE);
 }
 
+/* takes off the pending SIGPIPE (without sigtimedwait: sigwait, which
+** returns at once when it is pending) */
+static void takesigpipe(const sigset_t *set) {
+#if BSD_HAVE_SIGTIMEDWAIT
+  struct timespec zero = {0, 0};
+  while (sigtimedwait(set, NULL, &zero) < 0 && errno == EINTR) {}
+#else
+  sigset_t pend;
+  int sig;
+  if (sigpending(&pend) == 0 && sigismember(&pend, SIGPIPE))
+    sigwait(set, &sig);
+#endif
+}
+
 static void guardoff(pipeguard *g) {
   int err = errno;
   sigset_t pend;
   if (!g->pending && sigpending(&pend) == 0
       && sigismember(&pend, SIGPIPE)) {
     sigset_t set;
-    struct timespec zero = {0, 0};
     sigemptyset(&set);
     sigaddset(&set, SIGPIPE);
-    while (sigtimedwait(&set, NULL, &zero) < 0 && errno == EINTR) {}
+    takesigpipe(&set);
   }
   pthread_sigmask(SIG_SETMASK, &g->old, NULL);
   errno = err;
@@ -83,6 +106,37 @@ typedef struct fileargs {
   size_t done;     /* bytes sent (over yields) */
 } fileargs;
 
+/* sendfile's flavours: up to n bytes of file at off to sock; the count
+** sent (0 at the file's end), or -1 with errno when nothing went. */
+#if BSD_SENDFILE_LINUX
+static ssize_t sendchunk(int sock, int file, off_t off, size_t n) {
+  return sendfile(sock, file, &off, n);
+}
+#elif BSD_SENDFILE_FREEBSD
+static ssize_t sendchunk(int sock, int file, off_t off, size_t n) {
+  off_t sent = 0;
+  /* n is never 0 here, which would mean "to the end" */
+  if (sendfile(file, sock, off, n, NULL, &sent, 0) < 0 && sent == 0)
+    return -1;
+  return (ssize_t)sent;
+}
+#elif BSD_SENDFILE_APPLE
+static ssize_t sendchunk(int sock, int file, off_t off, size_t n) {
+  off_t len = (off_t)n;  /* in: at most; out: sent, also on EAGAIN/EINTR */
+  if (sendfile(file, sock, off, &len, NULL, 0) < 0 && len == 0) return -1;
+  return (ssize_t)len;
+}
+#else
+/* no sendfile: pread and send through one buffer; a short send leaves the
+** rest of the buffer to be read again on the next call */
+static ssize_t sendchunk(int sock, int file, off_t off, size_t n) {
+  char buf[COPY_CHUNK];
+  ssize_t got = pread(file, buf, n < sizeof buf ? n : sizeof buf, off);
+  if (got <= 0) return got;
+  return bsd_send(sock, buf, (size_t)got, BSD_MSG_NOSIGNAL);
+}
+#endif
+
 static bsd_iostatus impl_sendfile(lua_State *L, bsd_io *io) {
   fileargs *f = (fileargs *)io->data;
   ssize_t n;
@@ -90,11 +144,12 @@ static bsd_iostatus impl_sendfile(lua_State *L, bsd_io *io) {
   pipeguard g;
   if (f->left == 0) return BSD_IO_DONE;
   guardon(&g);
-  n = sendfile(io->s->fd, f->fd, &f->offset,
-               f->left > SENDFILE_CHUNK ? SENDFILE_CHUNK : f->left);
+  n = sendchunk(io->s->fd, f->fd, f->offset,
+                f->left > SENDFILE_CHUNK ? SENDFILE_CHUNK : f->left);
   guardoff(&g);
   if (n < 0) return bsd_iosyscall(io, n, BSD_WANT_WRITE);
   if (n == 0) return BSD_IO_DONE;       /* the file ended first: a short count */
+  f->offset += (off_t)n;
   f->done += (size_t)n;
   f->left -= (size_t)n;
   io->kctx = (lua_KContext)f->done;
@@ -143,6 +198,8 @@ static int sock_sendfile(lua_State *L) {
 }
 
 /* ---- splice ---- */
+
+#if BSD_HAVE_SPLICE
 
 /* The pipe a splice moves the bytes through: made for the call, kept on
 ** its stack (so it lives across yields) and closed when the call ends; its
@@ -263,20 +320,28 @@ static int sock_splice(lua_State *L) {
   return op_splice(L, LUA_OK, 0);
 }
 
+#endif
+
 static const luaL_Reg zc_methods[] = {
   {"sendfile", sock_sendfile},
+#if BSD_HAVE_SPLICE
   {"splice", sock_splice},
+#endif
   {NULL, NULL}
 };
 
+/* without splice(2), sock.splice and S.splice are nil: a script tests
+** them and copies through recv/send itself (examples/tcp_proxy.lua) */
 void bsd_open_zerocopy(lua_State *L) {
+  bsd_addmethods(L, zc_methods);
+#if BSD_HAVE_SPLICE
   luaL_newmetatable(L, PIPE_MT);
   lua_pushcfunction(L, pipe_gc);
   lua_setfield(L, -2, "__gc");
   lua_pop(L, 1);
-  bsd_addmethods(L, zc_methods);
   /* S.splice(src, dst [, max]): the same call, for scripts that read it so */
   bsd_pushmethodupvalues(L);
   lua_pushcclosure(L, sock_splice, BSD_METHOD_UPVALUES);
   lua_setfield(L, -2, "splice");
+#endif
 }

@@ -10,10 +10,16 @@
 -- COUNT connections are handed over before both processes exit (default: no end).
 local S = require "bsdsocket"
 
+-- This process's id: the peer credentials of a socketpair where the
+-- platform gives a pid, else the parent of a shell (POSIX sh's $PPID).
 local function mypid()
   local a, b = S.socketpair()
-  local pid = a:getpeercred().pid
+  local cred = a:getpeercred()
   a:close(); b:close()
+  if cred and cred.pid then return cred.pid end
+  local p = io.popen("echo $PPID")
+  local pid = tonumber(p:read("a"))
+  p:close()
   return pid
 end
 
@@ -26,6 +32,7 @@ local function worker(path)
   local me = mypid()
   local ctl <close> = assert(S.socket(S.AF_UNIX, S.SOCK_STREAM))
   assert(ctl:connect(path))
+  assert(ctl:sendall(me .. "\n"))               -- who connected, for the parent
   while true do
     local data, _, anc = assert(ctl:recvmsg(1))
     if data == "" then break end                 -- the parent is done
@@ -60,7 +67,10 @@ local function parent(port, count)
   local ctl, err = ctlsrv:accept()
   os.remove(path)
   if not ctl then child:close(); error(err) end
-  local wpid = ctl:getpeercred().pid             -- SO_PEERCRED: who connected
+  -- who connected: the kernel says (getpeercred), and the worker too
+  local said = ctl:recv(32) or ""
+  local cred = ctl:getpeercred()
+  local wpid = cred and cred.pid or tonumber(said:match("^(%d+)\n"))
 
   local srv <close> = assert(S.socket(S.AF_INET, S.SOCK_STREAM))
   assert(srv:setsockopt(S.SOL_SOCKET, S.SO_REUSEADDR, true))

@@ -1,7 +1,8 @@
 -- tcp_proxy.lua: a TCP proxy on bsdsocket.loop. Every client gets its own
 -- connection to the target, and two tasks move the bytes, one direction
 -- each, with splice(2): socket to pipe to socket, never through Lua
--- strings. A direction that reaches EOF shuts down writing on the other
+-- strings (where the kernel has no splice, S.splice is nil and the bytes
+-- go through recv and sendall instead). A direction that reaches EOF shuts down writing on the other
 -- side (so half-closed protocols work); when both are done, both sockets
 -- close. A target that refuses closes the client at once.
 --
@@ -52,11 +53,23 @@ local function finish(conn)
   end
 end
 
+-- Moves up to 64 KiB from src to dst: bytes moved, 0 at src's EOF, or
+-- nil, msg, code. splice(2) where the kernel has it, else a copy.
+local move = S.splice or function(src, dst)
+  local data, err, code = src:recv(65536)
+  if not data then return nil, err, code end
+  if data == "" then return 0 end
+  local ok
+  ok, err, code = dst:sendall(data)
+  if not ok then return nil, err, code end
+  return #data
+end
+
 -- Moves bytes from src to dst until src's EOF, then ends dst's writing; on
 -- an error (a reset, a closed peer) closes both sides at once.
 local function pump(conn, src, dst)
   local n
-  repeat n = src:splice(dst) until not n or n == 0
+  repeat n = move(src, dst) until not n or n == 0
   if conn.closed then return end
   if n then dst:shutdown("w") else finish(conn) end
   conn.left = conn.left - 1

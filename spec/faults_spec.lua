@@ -283,9 +283,12 @@ describe("faults", function()
     local out, ok, how, rc = net.run_lua([[
       local S = require "bsdsocket"
       -- SIGPIPE must be at its default (deadly) disposition for this to prove anything
-      local st = io.open("/proc/self/status"):read("a")
-      local ign = tonumber(st:match("SigIgn:%s*(%x+)"), 16)
-      assert(ign & (1 << 12) == 0, "SIGPIPE is ignored in the child")
+      local f = io.open("/proc/self/status")   -- (spec/platform_spec.lua
+      if f then                                 -- checks it without /proc)
+        local ign = tonumber(f:read("a"):match("SigIgn:%s*(%x+)"), 16)
+        f:close()
+        assert(ign & (1 << 12) == 0, "SIGPIPE is ignored in the child")
+      end
       local codes = {}
       -- TCP: the peer closes; the first send may still succeed, later ones fail
       local l = assert(S.socket(S.AF_INET, S.SOCK_STREAM))

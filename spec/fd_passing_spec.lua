@@ -3,6 +3,7 @@
 -- process (under `timeout`), and clients that talk to the worker through
 -- connections the parent accepted.
 local S = require "bsdsocket"
+local net = require "helpers.net"
 
 local function shellquote(s)
   return "'" .. s:gsub("'", "'\\''") .. "'"
@@ -21,7 +22,7 @@ end
 describe("examples/fd_passing.lua", function()
   it("hands accepted connections to a worker process that serves them", function()
     local build = os.getenv("BSDSOCKET_BUILD") or "build"
-    local cmd = ("LUA_PATH='lua/?.lua;;' LUA_CPATH=%s timeout 20 lua5.4 examples/fd_passing.lua 0 3 2>&1")
+    local cmd = ("LUA_PATH='lua/?.lua;;' LUA_CPATH=%s " .. net.luacmd(20) .. " examples/fd_passing.lua 0 3 2>&1")
       :format(shellquote(build .. "/?.so;;"))
     local p = assert(io.popen(cmd, "r"))
     local first = p:read("l")

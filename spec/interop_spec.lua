@@ -298,7 +298,7 @@ describe("LuaSec", function()
       print(ok, code, table.concat(t))
     ]]):format(port, cert))
     f:close()
-    local p = assert(io.popen(net.childenv() .. " timeout 20 lua5.4 -l bsdsocket.luasocket "
+    local p = assert(io.popen(net.childenv() .. " " .. net.luacmd(20) .. " -l bsdsocket.luasocket "
       .. net.shquote(script) .. " 2>&1"))
     local out = p:read("a")
     p:close()

@@ -1,6 +1,7 @@
 -- luacheck: std +busted
 -- bsdsocket.loop on real loopback sockets. Every loop.run is bounded in time.
 local S = require "bsdsocket"
+local net = require "helpers.net"
 local loop = require "bsdsocket.loop"
 local backend = require "helpers.backend"
 
@@ -174,7 +175,7 @@ describe("bsdsocket.loop", function()
 
   it("reports to stderr by default", function()
     local cmd = "LUA_PATH='lua/?.lua;;' LUA_CPATH='" .. (os.getenv("BSDSOCKET_BUILD") or "build")
-      .. "/?.so;;' timeout 20 lua5.4 -e 'local loop = require \"bsdsocket.loop\"; "
+      .. "/?.so;;' " .. net.luacmd(20) .. " -e 'local loop = require \"bsdsocket.loop\"; "
       .. "loop.spawn(function() error(\"kaput\") end); loop.spawn(function() print(\"other ran\") end); "
       .. "print(loop.run(5))' 2>&1"
     local p = assert(io.popen(cmd, "r"))

@@ -13,7 +13,7 @@ local function run_oneliner(code)
   local f = assert(io.open(script, "w"))
   f:write(code)
   f:close()
-  local p = assert(io.popen(net.childenv() .. " timeout 20 lua5.4 -l bsdsocket.luasocket "
+  local p = assert(io.popen(net.childenv() .. " " .. net.luacmd(20) .. " -l bsdsocket.luasocket "
     .. net.shquote(script) .. " 2>&1"))
   local out = p:read("a")
   local ok = p:close()

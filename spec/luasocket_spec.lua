@@ -73,7 +73,7 @@ describe("bsdsocket.luasocket", function()
       local f = assert(io.open(d:path("c.lua"), "w"))
       f:write(code)
       f:close()
-      local p = io.popen("LUASOCKET_DEBUG=1 " .. net.childenv() .. " timeout 10 lua5.4 "
+      local p = io.popen("LUASOCKET_DEBUG=1 " .. net.childenv() .. " " .. net.luacmd(10) .. " "
         .. net.shquote(d.dir .. "/c.lua") .. " 2>&1")
       out = p:read("a")
       p:close()

@@ -50,7 +50,7 @@ describe("LuaSocket's own test suite on bsdsocket.luasocket", function()
       .. " LUA_CPATH=" .. net.shquote(build .. "/?.so") .. " LUASOCKET_DEBUG=1"
 
     -- the real LuaSocket is out of reach with this path
-    local out, ok = sh("cd " .. net.shquote(dir) .. " && " .. env .. " lua5.4 -e 'require \"socket\"'")
+    local out, ok = sh("cd " .. net.shquote(dir) .. " && " .. env .. " " .. net.lua .. " -e 'require \"socket\"'")
     assert.is_falsy(ok, "LuaSocket is reachable: " .. out)
     assert.matches("module 'socket' not found", out)
 
@@ -62,27 +62,29 @@ set -u
 cd %s
 export %s
 [ -n "${PRIVATE_NET:-}" ] && ip link set lo up
-port=$(lua5.4 -e 'local S = require "bsdsocket"
+port=$(@LUA@ -e 'local S = require "bsdsocket"
   local s = S.socket(S.AF_INET, S.SOCK_STREAM) assert(s:bind("127.0.0.1", 0))
   print(s:getsockname().port)')
 marker='io.stderr:write("answered by: ", require("socket")._VERSION, "\n")'
-timeout 150 lua5.4 -l bsdsocket.luasocket -e "$marker port = $port" testsrvr.lua > %s 2>&1 &
+@LUA150@ -l bsdsocket.luasocket -e "$marker port = $port" testsrvr.lua > %s 2>&1 &
 server=$!
 for _ in $(seq 50); do grep -q "waiting for client" %s && break; sleep 0.1; done
 # its select case opens socket._SETSIZE + 1 sockets: the open-file limit
 # here, kept moderate so that the case stays quick
 ulimit -n 4096
-timeout 140 lua5.4 -l bsdsocket.luasocket -e "$marker port = $port" testclnt.lua
+@LUA140@ -l bsdsocket.luasocket -e "$marker port = $port" testclnt.lua
 echo "client exit: $?"
 kill $server 2>/dev/null
 wait $server 2>/dev/null
-]]):format(net.shquote(dir), env, net.shquote(tmp:path("server.out")), net.shquote(tmp:path("server.out"))))
+]]):gsub("@LUA(%d*)@", function(n)   -- the interpreter, bounded or not
+      return n == "" and net.lua or net.luacmd(n)
+    end):format(net.shquote(dir), env, net.shquote(tmp:path("server.out")), net.shquote(tmp:path("server.out"))))
     f:close()
     local runner = "bash " .. net.shquote(script)
     local _, private = sh("unshare -n true")
     if private then runner = "unshare -n env PRIVATE_NET=1 " .. runner end
     local client
-    client = sh("timeout 170 " .. runner)
+    client = sh(net.timeout(170) .. " " .. runner)
     local server = net.readfile(tmp:path("server.out")) or ""
     tmp:remove()
 

@@ -29,7 +29,7 @@ end
 local function child(code)
   local build = os.getenv("BSDSOCKET_BUILD") or "build"
   local cmd = ("ulimit -n 16384 2>/dev/null || ulimit -n 8192 2>/dev/null; "
-    .. "LUA_PATH='lua/?.lua;;' LUA_CPATH=%s timeout 60 lua5.4 -e %s 2>&1")
+    .. "LUA_PATH='lua/?.lua;;' LUA_CPATH=%s " .. net.luacmd(60) .. " -e %s 2>&1")
     :format(shellquote(build .. "/?.so;;"), shellquote(code))
   local p = assert(io.popen(cmd, "r"))
   local out = p:read("a")
@@ -452,7 +452,7 @@ describe("S.poller", function()
       local mk = assert(io.popen(build, "r"))
       local mkout = mk:read("a")
       assert(mk:close(), mkout)
-      local cmd = ("BSDSOCKET_POLL_NESTED=1 BSDSOCKET_BUILD=%s timeout 300 lua5.4 /usr/bin/busted "
+      local cmd = ("BSDSOCKET_POLL_NESTED=1 BSDSOCKET_BUILD=%s " .. net.luacmd(300) .. " " .. net.busted .. " "
         .. "-o TAP spec/poller_spec.lua spec/loop_spec.lua spec/readiness_spec.lua 2>&1"):format(shellquote(dir))
       local p = assert(io.popen(cmd, "r"))
       local out = p:read("a")

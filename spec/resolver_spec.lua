@@ -740,7 +740,7 @@ int main(void) {
     end
     local outfile = d:path("out")
     -- the fixture is built for the host's C library, maybe not timeout's
-    local ok = os.execute("SLOW_GAI_MS=300 timeout 20 env LD_PRELOAD="
+    local ok = os.execute("SLOW_GAI_MS=300 " .. net.timeout(20) .. " env LD_PRELOAD="
       .. net.shquote(so) .. " " .. net.shquote(exe) .. " > "
       .. net.shquote(outfile) .. " 2>&1")
     local out = net.readfile(outfile) or ""
@@ -774,7 +774,7 @@ describe("with a DNS server on loopback that answers in 1 s (private resolv.conf
     local f = assert(io.open(resolv, "w"))
     f:write("nameserver " .. ip .. "\noptions timeout:5 attempts:1\n")
     f:close()
-    local pid = sh("timeout 60 python3 " .. net.shquote(cwd .. "/spec/helpers/slowdns.py") .. " " .. ip
+    local pid = sh(net.timeout(60) .. " python3 " .. net.shquote(cwd .. "/spec/helpers/slowdns.py") .. " " .. ip
       .. " 1 55 " .. net.shquote(ready) .. " > /dev/null 2>&1 & echo $!"):match("(%d+)")
     local h
     finally(function()   -- the only finally of this test (busted keeps one)

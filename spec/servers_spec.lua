@@ -2,6 +2,7 @@
 -- The loop examples as they are meant to run: each server is a child process
 -- (under `timeout`, killed at the end), the clients talk to it over loopback.
 local S = require "bsdsocket"
+local net = require "helpers.net"
 
 local BUILD = os.getenv("BSDSOCKET_BUILD") or "build"
 
@@ -18,7 +19,7 @@ local function server_env(env, script, ...)
   local args, vars = {}, {}
   for i, a in ipairs({ ... }) do args[i] = shellquote(a) end
   for k, v in pairs(env) do vars[#vars + 1] = k .. "=" .. shellquote(tostring(v)) end
-  local cmd = ("%s echo $$; exec %s %s timeout 120 lua5.4 %s 127.0.0.1 0 %s 2>&1")
+  local cmd = ("%s echo $$; exec %s %s " .. net.luacmd(120) .. " %s 127.0.0.1 0 %s 2>&1")
     :format(ULIMIT, ENV, table.concat(vars, " "), script, table.concat(args, " "))
   local p = assert(io.popen(cmd, "r"))
   local pid = tonumber(p:read("l"))
@@ -69,7 +70,7 @@ end
 describe("examples/echo_server_loop.lua", function()
   it("serves 2,000 concurrent clients, every byte checked, in bounded time", function()
     local port, stop = server("examples/echo_server_loop.lua")
-    local cmd = ("%s %s timeout 120 lua5.4 spec/helpers/echo_load.lua %d 2000 4 2>&1")
+    local cmd = ("%s %s " .. net.luacmd(120) .. " spec/helpers/echo_load.lua %d 2000 4 2>&1")
       :format(ULIMIT, ENV, port)
     local t0 = S.monotime()
     local p = assert(io.popen(cmd, "r"))

@@ -19,14 +19,11 @@ function M.spawn(prefix, code, seconds)
   local d = net.tmpdir()
   local script, outfile, donefile = d:path("child.lua"), d:path("out"), d:path("done")
   local f = assert(io.open(script, "w"))
-  f:write("do local s = io.open('/proc/self/stat') io.write(s:read('a'):match('^%d+'), '\\n') "
-    .. "io.flush() s:close() end\n", code)
+  f:write(net.printpid, code)
   f:close()
   local shell, assigns = prefix:match("^(.-)%s*([%w_]+=.*)$")
   if not shell then shell, assigns = prefix, "" end
-  os.execute("(" .. shell .. " " .. net.childenv() .. " timeout "
-    .. (seconds or 20)
-    .. " env " .. assigns .. " lua5.4 "
+  os.execute("(" .. shell .. " " .. net.childenv() .. " " .. net.luacmd(seconds or 20, assigns) .. " "
     .. net.shquote(script) .. " > " .. net.shquote(outfile) .. " 2>&1; echo $? > "
     .. net.shquote(donefile) .. ") &")
   local h = {}
@@ -46,9 +43,14 @@ function M.spawn(prefix, code, seconds)
     return h.status()
   end
   function h.signal(_, sig) os.execute("kill -" .. sig .. " " .. h.pid .. " 2>/dev/null") end
-  function h.state()   -- the process state letter of /proc/PID/stat
+  function h.state()   -- the process state letter of /proc/PID/stat, or ps's
     local t = readfile("/proc/" .. h.pid .. "/stat")
-    return t and t:match("^%d+ %b() (%a)")
+    if t then return t:match("^%d+ %b() (%a)") end
+    if io.open("/proc/self/stat") then return nil end   -- /proc, no such process
+    local p = assert(io.popen("ps -o stat= -p " .. h.pid .. " 2>/dev/null"))
+    local st = p:read("a")
+    p:close()
+    return st:match("^%s*(%a)")
   end
   function h.cleanup()
     if d.dir then

@@ -2,6 +2,7 @@
 -- spec/helpers/peers.py) as a child process with bounded time, read what it
 -- prints, and kill it. Every child runs under `timeout`, so a hung child
 -- dies on its own even if a spec forgets it.
+local net = require "helpers.net"
 local M = {}
 
 M.LIMIT = 20                             -- seconds any child may run
@@ -31,8 +32,8 @@ M.writefile = writefile
 function M.example(name, args)
   local words = {}
   for i, a in ipairs(args or {}) do words[i] = shquote(a) end
-  return ("env LUA_PATH='lua/?.lua;lua/?/init.lua;;' LUA_CPATH=%s lua5.4 examples/%s.lua %s")
-    :format(shquote(build .. "/?.so;;"), name, table.concat(words, " "))
+  return ("env LUA_PATH='lua/?.lua;lua/?/init.lua;;' LUA_CPATH=%s %s examples/%s.lua %s")
+    :format(shquote(build .. "/?.so;;"), net.lua, name, table.concat(words, " "))
 end
 
 -- A command for a program that is not under test (python3, dnsmasq): run
@@ -56,9 +57,9 @@ function M.run(cmd, stdin, opts)
   writefile(inp, stdin or "")
   local line
   if opts and opts.pipe then
-    line = ("cat %s | timeout %d %s >%s 2>%s"):format(inp, M.LIMIT, cmd, out, err)
+    line = ("cat %s | %s %s >%s 2>%s"):format(inp, net.timeout(M.LIMIT), cmd, out, err)
   else
-    line = ("timeout %d %s <%s >%s 2>%s"):format(M.LIMIT, cmd, inp, out, err)
+    line = ("%s %s <%s >%s 2>%s"):format(net.timeout(M.LIMIT), cmd, inp, out, err)
   end
   local _, _, code = os.execute(line)
   local r = { code = code, out = readfile(out), err = readfile(err) }
@@ -82,8 +83,8 @@ function M.spawn(cmd, opts)
   end
   local redirect = opts.merge and "2>&1" or ("2>" .. errf)
   -- sh prints its pid, then becomes `timeout`, which passes SIGTERM on.
-  local pipe = assert(io.popen(("echo $$; exec timeout %d %s <%s %s")
-    :format(M.LIMIT, cmd, inp, redirect), "r"))
+  local pipe = assert(io.popen(("echo $$; exec %s %s <%s %s")
+    :format(net.timeout(M.LIMIT), cmd, inp, redirect), "r"))
   local pid = assert(tonumber(pipe:read("l")), "no pid from the child shell")
   local p = { pid = pid, seen = {} }
   function p.line()

@@ -84,14 +84,103 @@ function M.sockpath(name)
   return d:path(name or "sock"), d.remove
 end
 
--- This process's id, read from /proc/self/stat (Linux).
+-- This process's id: /proc/self/stat where there is a /proc, else the
+-- parent of the shell that io.popen starts (POSIX sh's $PPID).
 local function mypid()
-  local f = assert(io.open("/proc/self/stat"))
-  local pid = assert(tonumber(f:read("a"):match("^(%d+)")))
-  f:close()
-  return pid
+  local f = io.open("/proc/self/stat")
+  local text
+  if f then
+    text = f:read("a")
+    f:close()
+  else
+    local p = assert(io.popen("echo $PPID"))
+    text = p:read("a")
+    p:close()
+  end
+  return assert(tonumber(text:match("^(%d+)")))
 end
 M.pid = mypid()
+
+-- Lua code that prints the running process's id on a line of its own,
+-- first thing (the children of spawn and child.spawn).
+M.printpid = "do local f = io.open('/proc/self/stat') local t "
+  .. "if f then t = f:read('a') f:close() else f = io.popen('echo $PPID') "
+  .. "t = f:read('a') f:close() end "
+  .. "io.write(t:match('^%d+'), '\\n') io.flush() end\n"
+
+-- Why the running test cannot run on this build, or nil when it can: the
+-- capability cap of S.platform (API.md's platform table) is missing. A
+-- spec then says so: local why = net.lacks(...) if why then pending(why)
+-- return end. Where the capability has a fallback, specs run unchanged.
+function M.lacks(cap, what)
+  local p = S.platform
+  if p[cap] then return nil end
+  if p.fallbacks then
+    return ("not in the fallback build (%s turned off): %s"):format(cap, what)
+  end
+  return ("not on %s: %s"):format(p.os, what)
+end
+
+-- Whether a shell command exists here.
+local function have(cmd)
+  local p = assert(io.popen("command -v " .. cmd .. " 2>/dev/null"))
+  local out = p:read("a")
+  p:close()
+  return out ~= ""
+end
+M.have = have
+
+-- The Lua interpreter running the specs, for the child processes they
+-- start: $BSDSOCKET_LUA, else the lowest negative index of arg (what
+-- started busted: `lua5.4 /usr/bin/busted`), else lua5.4.
+local function interpreter()
+  local env = os.getenv("BSDSOCKET_LUA")
+  if env and env ~= "" then return env end
+  local i, cmd = -1, nil
+  while arg and arg[i] do
+    cmd = arg[i]
+    i = i - 1
+  end
+  if cmd and cmd:match("lua") then return cmd end
+  return "lua5.4"
+end
+M.lua = shquote(interpreter())
+
+-- busted's script, for specs that run busted in a child: $BUSTED_SCRIPT,
+-- else the one on PATH.
+do
+  local b = os.getenv("BUSTED_SCRIPT")
+  if not b or b == "" then
+    local p = assert(io.popen("command -v busted 2>/dev/null"))
+    b = p:read("l")
+    p:close()
+  end
+  M.busted = b and shquote(b) or "busted"
+end
+
+-- A shell prefix that kills what follows after `seconds`: timeout(1)
+-- (Linux, FreeBSD), gtimeout (macOS with coreutils), else perl's alarm,
+-- which exec keeps (macOS's own perl).
+local timeoutcmd = have("timeout") and "timeout" or have("gtimeout") and "gtimeout"
+function M.timeout(seconds)
+  if timeoutcmd then return timeoutcmd .. " " .. seconds end
+  return "perl -e 'alarm shift; exec @ARGV' " .. seconds
+end
+
+-- `<timeout> <lua>`: the start of a bounded child Lua command line
+function M.luacmd(seconds, assigns)
+  return M.timeout(seconds) .. (assigns and assigns ~= "" and " env " .. assigns or "")
+    .. " " .. M.lua
+end
+
+-- The loopback interface's name, looked up: lo on Linux, lo0 on the BSDs
+-- and macOS.
+function M.loopback()
+  for _, name in ipairs({ "lo", "lo0" }) do
+    if S.if_nametoindex(name) then return name end
+  end
+  error("no loopback interface found (tried lo, lo0)")
+end
 
 -- Collects garbage until memory stops shrinking (finalizers may free more
 -- objects), so that forgotten sockets are closed before descriptors are
@@ -111,15 +200,57 @@ end
 -- with lfs (busted's own dependency), leaving out the one descriptor the
 -- listing itself opens: a child process would see the parent between
 -- fork and exec, which musl's system() spends with a pipe pair open.
-local function listfds()
-  local dir = "/proc/" .. M.pid .. "/fd"
-  local t = {}
-  for name in lfs.dir(dir) do
-    local fd = tonumber(name)
-    local target = fd and lfs.symlinkattributes(dir .. "/" .. name, "target")
-    if target and target ~= dir then t[fd] = target end
+-- Without /proc (macOS, FreeBSD) lsof lists them instead: the target is
+-- then lsof's type, device or node and name ("IPv4 0x5f3e TCP ...").
+-- BSDSOCKET_FDS=lsof picks lsof on Linux too (to check that path).
+local uselsof = os.getenv("BSDSOCKET_FDS") == "lsof"
+  or io.open("/proc/self/fd/0") == nil
+M.fdlister = uselsof and "lsof" or "/proc"
+
+local function readtmp(cmd)
+  local tmp = os.tmpname()
+  os.execute(cmd .. " > " .. shquote(tmp) .. " 2>/dev/null")
+  local f = assert(io.open(tmp))
+  local text = f:read("a")
+  f:close()
+  os.remove(tmp)
+  return text
+end
+
+-- lsof -F: a line per field; f: descriptor, t: type, d: device, i: node,
+-- n: name. Descriptors other than numbers (cwd, txt, mem) are left out.
+local function lsoffds()
+  local text = readtmp(("lsof -n -P -w -p %d -F ftdin"):format(M.pid))
+  local t, fd, parts = {}, nil, nil
+  local function flush()
+    if fd then t[fd] = table.concat(parts, " ") end
   end
-  assert(next(t), "no descriptors listed in " .. dir)
+  for line in text:gmatch("[^\n]+") do
+    local k, v = line:sub(1, 1), line:sub(2)
+    if k == "f" then
+      flush()
+      fd, parts = tonumber(v), {}
+    elseif fd and (k == "t" or k == "d" or k == "i" or k == "n") then
+      parts[#parts + 1] = v
+    end
+  end
+  flush()
+  return t
+end
+
+local function listfds()
+  local t = {}
+  if uselsof then
+    t = lsoffds()
+  else
+    local dir = "/proc/" .. M.pid .. "/fd"
+    for name in lfs.dir(dir) do
+      local fd = tonumber(name)
+      local target = fd and lfs.symlinkattributes(dir .. "/" .. name, "target")
+      if target and target ~= dir then t[fd] = target end
+    end
+  end
+  assert(next(t), "no descriptors listed for process " .. M.pid .. " (" .. M.fdlister .. ")")
   return t
 end
 
@@ -195,7 +326,34 @@ end
 -- What descriptor fd of this process refers to, as /proc shows it
 -- ("socket:[1234]", "/tmp/x", "pipe:[5]"), or nil when it is not open.
 function M.fdtarget(fd)
+  if uselsof then return lsoffds()[fd] end
   return (lfs.symlinkattributes("/proc/" .. M.pid .. "/fd/" .. fd, "target"))
+end
+
+-- Whether descriptor fd of this process is close-on-exec: its flags in
+-- /proc/self/fdinfo, else whether a program it execs (python3, through
+-- the shell) finds it open.
+function M.cloexec(fd)
+  local f = io.open("/proc/self/fdinfo/" .. fd)
+  if f then
+    local flags = f:read("a"):match("flags:%s*(%d+)")
+    f:close()
+    return (tonumber(flags, 8) & tonumber("2000000", 8)) ~= 0
+  end
+  local p = assert(io.popen(("python3 -c 'import os\n"
+    .. "try:\n os.fstat(%d)\n print(\"open\")\n"
+    .. "except OSError:\n print(\"closed\")' 2>&1"):format(fd)))
+  local out = p:read("a")
+  p:close()
+  assert(out == "open\n" or out == "closed\n", out)
+  return out == "closed\n"
+end
+
+-- Whether a target of net.fds / net.fdtarget is a socket, in either
+-- lister's words ("socket:[1234]"; lsof's "sock ...", "IPv4 ...", "unix ...").
+function M.issocket(target)
+  return target ~= nil and (target:match("^socket:") or target:match("^sock ")
+    or target:match("^IPv[46] ") or target:match("^unix ")) ~= nil
 end
 
 -- Sleep for seconds (a fraction is fine) without busy-waiting.
@@ -236,8 +394,8 @@ function M.run_lua(code, seconds)
   local ok, out, status, how, rc = pcall(function()
     local script, outfile = d:path("child.lua"), d:path("out")
     writefile(script, code)
-    local st, kind, n = os.execute(childenv() .. " timeout " .. (seconds or 10)
-      .. " lua5.4 " .. shquote(script) .. " > " .. shquote(outfile) .. " 2>&1")
+    local st, kind, n = os.execute(childenv() .. " " .. M.luacmd(seconds or 10)
+      .. " " .. shquote(script) .. " > " .. shquote(outfile) .. " 2>&1")
     return readfile(outfile) or "", st, kind, n
   end)
   d:remove()
@@ -256,9 +414,8 @@ end
 function M.spawn(code, seconds)
   local d = M.tmpdir()
   local script, outfile, donefile = d:path("child.lua"), d:path("out"), d:path("done")
-  writefile(script, "do local f = io.open('/proc/self/stat') "
-    .. "io.write(f:read('a'):match('^%d+'), '\\n') io.flush() f:close() end\n" .. code)
-  os.execute("(" .. childenv() .. " timeout " .. (seconds or 10) .. " lua5.4 " .. shquote(script)
+  writefile(script, M.printpid .. code)
+  os.execute("(" .. childenv() .. " " .. M.luacmd(seconds or 10) .. " " .. shquote(script)
     .. " > " .. shquote(outfile) .. " 2>&1; echo $? > " .. shquote(donefile) .. ") &")
   local h = {}
   -- wait (bounded) for the pid line

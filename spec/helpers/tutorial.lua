@@ -115,6 +115,13 @@ local function ephemeral_range()
   if f then
     lo, hi = f:read("a"):match("(%d+)%s+(%d+)")
     f:close()
+  else                                  -- the BSDs and macOS: sysctl
+    local p = io.popen("sysctl -n net.inet.ip.portrange.first "
+      .. "net.inet.ip.portrange.last 2>/dev/null")
+    if p then
+      lo, hi = p:read("a"):match("(%d+)%s+(%d+)")
+      p:close()
+    end
   end
   return tonumber(lo) or 32768, tonumber(hi) or 60999
 end
