@@ -401,8 +401,14 @@ constants:
 errnames:
 	sh csrc/generrnames.sh > csrc/errnames.h
 
+# luacheck, and C lines within 80 columns (csrc/ and fuzz/; wrap a long
+# line by hand, or with clang-format --lines=N:N for code)
 lint:
 	luacheck -q --std lua54 lua spec examples bench
+	@awk 'length > 80 { print FILENAME ":" FNR ": " length " columns"; bad = 1 } \
+	  END { if (bad) { print "lint: C lines over 80 columns"; exit 1 } }' \
+	  csrc/*.c csrc/*.h fuzz/*.c
+	@echo "lint: luacheck clean, C within 80 columns"
 
 clean:
 	rm -rf build build-san build-poll build-kqueue build-fallback bench/build bsdsocket csrc/*.o

@@ -31,7 +31,8 @@ bsd_addr *bsd_newaddr(lua_State *L, const struct sockaddr *sa, socklen_t len) {
 bsd_addr *bsd_testaddr(lua_State *L, int idx) {
   bsd_addr *a = (bsd_addr *)lua_touserdata(L, idx);
   /* size first: a smaller userdata must not have its first bytes read */
-  if (a && lua_rawlen(L, idx) == sizeof(bsd_addr) && a->tag == BSD_ADDR_TAG) return a;
+  if (a && lua_rawlen(L, idx) == sizeof(bsd_addr) && a->tag == BSD_ADDR_TAG)
+    return a;
   return (bsd_addr *)luaL_testudata(L, idx, BSD_ADDR_MT);
 }
 
@@ -41,7 +42,8 @@ static bsd_addr *checkaddr(lua_State *L, int idx) {
 
 static int checkport(lua_State *L, int arg) {
   lua_Integer port = luaL_checkinteger(L, arg);
-  luaL_argcheck(L, 0 <= port && port <= 65535, arg, "port out of range 0..65535");
+  luaL_argcheck(L, 0 <= port && port <= 65535, arg,
+                "port out of range 0..65535");
   return (int)port;
 }
 
@@ -71,7 +73,8 @@ static int numericaddr(const char *host, int port, int family, bsd_addr *out) {
   memset(&out->ss, 0, sizeof(out->ss));
   if (family != AF_INET6) {
     struct sockaddr_in *sin = (struct sockaddr_in *)&out->ss;
-    if (strcmp(host, "*") == 0 || inet_pton(AF_INET, host, &sin->sin_addr) == 1) {
+    if (strcmp(host, "*") == 0
+        || inet_pton(AF_INET, host, &sin->sin_addr) == 1) {
       sin->sin_family = AF_INET;
       sin->sin_port = htons((uint16_t)port);
       out->len = sizeof(*sin);
@@ -157,7 +160,8 @@ static int k_addrarg(lua_State *L, int status, lua_KContext ctx) {
   if ((r = awaited(L, rq, &gai, &res, k_addrarg, call)) != 1) {
     const char *peer;
     if (r == 2) return lua_gettop(L) - rq;
-    peer = lua_pushfstring(L, "%s:%d", lua_tostring(L, idx), (int)lua_tointeger(L, idx + 1));
+    peer = lua_pushfstring(L, "%s:%d", lua_tostring(L, idx),
+                           (int)lua_tointeger(L, idx + 1));
     return bsd_pusherror(L, call, peer, ETIMEDOUT);
   }
   if (gai != 0) {
@@ -167,7 +171,8 @@ static int k_addrarg(lua_State *L, int status, lua_KContext ctx) {
     return bsd_pushgaierror(L, call, peer, gai);
   }
   {  /* a socket closed by another task meanwhile: as a waiter woken by close */
-    const bsd_socket *s = (const bsd_socket *)luaL_testudata(L, 1, BSD_SOCKET_MT);
+    const bsd_socket *s =
+        (const bsd_socket *)luaL_testudata(L, 1, BSD_SOCKET_MT);
     if (s && s->fd < 0) {
       const char *peer = lua_pushfstring(L, "%s:%d", lua_tostring(L, idx),
                                          (int)lua_tointeger(L, idx + 1));
@@ -198,7 +203,8 @@ static int k_retryarg(lua_State *L, int status, lua_KContext ctx) {
 /* In a loop task, starts resolving on a worker thread and yields (does not
 ** return); returns 0 when it cannot (resolve in place then). */
 static int resolveintask(lua_State *L, const char *host, const char *service,
-                         const struct addrinfo *hints, int idx, const char *call) {
+                         const struct addrinfo *hints, int idx,
+                         const char *call) {
   int n = lua_gettop(L), r;
   lua_Debug ar;
   if (!isargcall(call, idx) || !bsd_intask(L)) return 0;
@@ -209,13 +215,14 @@ static int resolveintask(lua_State *L, const char *host, const char *service,
   if ((r = bsd_resolve_start(L, host, service, hints)) > 0)
     return bsd_resolve_yield(L, n + 4, n + 4, k_addrarg);
   lua_settop(L, n + 1);  /* the arguments and the function */
-  if (r < 0) bsd_resolve_later(L, n + 1, k_retryarg);  /* yields, unless none is out */
+  /* yields, unless none is out */
+  if (r < 0) bsd_resolve_later(L, n + 1, k_retryarg);
   lua_settop(L, n);
   return 0;
 }
 
-static int resolve(lua_State *L, int idx, const char *host, int port, int family,
-                   int socktype, const char *call, bsd_addr *out) {
+static int resolve(lua_State *L, int idx, const char *host, int port,
+                   int family, int socktype, const char *call, bsd_addr *out) {
   struct addrinfo hints, *res;
   char service[8];
   int gai;
@@ -224,7 +231,8 @@ static int resolve(lua_State *L, int idx, const char *host, int port, int family
   hints.ai_socktype = socktype;
   hints.ai_flags = AI_NUMERICSERV;
   snprintf(service, sizeof service, "%d", port);
-  resolveintask(L, host, service, &hints, idx, call);  /* yields, or resolve here */
+  /* yields, or resolve here */
+  resolveintask(L, host, service, &hints, idx, call);
   gai = getaddrinfo(host, service, &hints, &res);
   if (gai != 0) {
     bsd_pushgaierror(L, call, lua_pushfstring(L, "%s:%d", host, port), gai);
@@ -290,7 +298,8 @@ void bsd_addrtostring(const struct sockaddr *sa, socklen_t len,
       if (n > 0 && sun->sun_path[0] == '\0')  /* abstract: shown with '@' */
         snprintf(buf, size, "unix:@%.*s", (int)(n - 1), sun->sun_path + 1);
       else
-        snprintf(buf, size, "unix:%.*s", (int)strnlen(sun->sun_path, n), sun->sun_path);
+        snprintf(buf, size, "unix:%.*s", (int)strnlen(sun->sun_path, n),
+                 sun->sun_path);
       break;
     }
     default:
@@ -325,9 +334,11 @@ static int addr_eq(lua_State *L) {
 static void pushhost(lua_State *L, const bsd_addr *a) {
   char host[INET6_ADDRSTRLEN];
   if (a->ss.ss_family == AF_INET)
-    inet_ntop(AF_INET, &((const struct sockaddr_in *)&a->ss)->sin_addr, host, sizeof host);
+    inet_ntop(AF_INET, &((const struct sockaddr_in *)&a->ss)->sin_addr, host,
+              sizeof host);
   else
-    inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)&a->ss)->sin6_addr, host, sizeof host);
+    inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)&a->ss)->sin6_addr, host,
+              sizeof host);
   lua_pushstring(L, host);
 }
 
@@ -387,8 +398,10 @@ static const char *optnulfree(lua_State *L, int arg) {
   const char *s;
   if (lua_isnoneornil(L, arg)) return NULL;
   if (lua_type(L, arg) == LUA_TNUMBER) {
-    lua_Integer port = luaL_checkinteger(L, arg);  /* a service given as a port number */
-    luaL_argcheck(L, 0 <= port && port <= 65535, arg, "port out of range 0..65535");
+    /* a service given as a port number */
+    lua_Integer port = luaL_checkinteger(L, arg);
+    luaL_argcheck(L, 0 <= port && port <= 65535, arg,
+                  "port out of range 0..65535");
     lua_tostring(L, arg);        /* converts in place */
   }
   s = luaL_checklstring(L, arg, &len);
@@ -403,8 +416,9 @@ static int pushanswer(lua_State *L, const char *host, const char *service,
   const struct addrinfo *ai;
   int i = 1;
   if (gai != 0) {
-    const char *peer = lua_pushfstring(L, "%s%s%s", host ? host : "",
-                                       service ? ":" : "", service ? service : "");
+    const char *peer =
+        lua_pushfstring(L, "%s%s%s", host ? host : "", service ? ":" : "",
+                        service ? service : "");
     return bsd_pushgaierror(L, "getaddrinfo", peer, gai);
   }
   lua_newtable(L);
@@ -432,7 +446,8 @@ static int k_getaddrinfo(lua_State *L, int status, lua_KContext ctx) {
   const struct addrinfo *res = NULL;
   int gai = 0, r, n;
   (void)status;
-  if ((r = awaited(L, (int)ctx, &gai, &res, k_getaddrinfo, "getaddrinfo")) != 1) {
+  if ((r = awaited(L, (int)ctx, &gai, &res, k_getaddrinfo, "getaddrinfo"))
+      != 1) {
     if (r == 2) return lua_gettop(L) - (int)ctx;
     return bsd_pusherror(L, "getaddrinfo", lua_tostring(L, 1), ETIMEDOUT);
   }
@@ -472,14 +487,16 @@ static int addr_getaddrinfo(lua_State *L) {
     ** is left to getaddrinfo proper */
     struct addrinfo numeric = hints;
     numeric.ai_flags |= AI_NUMERICHOST;
-    gai = (hints.ai_flags & AI_CANONNAME) ? EAI_NONAME
-                                          : getaddrinfo(host, service, &numeric, &res);
+    gai = (hints.ai_flags & AI_CANONNAME)
+              ? EAI_NONAME
+              : getaddrinfo(host, service, &numeric, &res);
     if (gai == EAI_NONAME) {
       int r;
       lua_settop(L, 3);
       if ((r = bsd_resolve_start(L, host, service, &hints)) > 0)
         return bsd_resolve_yield(L, 4, 4, k_getaddrinfo);
-      if (r < 0) bsd_resolve_later(L, 3, k_retrygetaddrinfo);  /* yields, unless none is out */
+      /* yields, unless none is out */
+      if (r < 0) bsd_resolve_later(L, 3, k_retrygetaddrinfo);
       gai = getaddrinfo(host, service, &hints, &res);
     }
   }
@@ -510,9 +527,11 @@ static int addr_if_nametoindex(lua_State *L) {
   size_t len;
   const char *name = luaL_checklstring(L, 1, &len);
   unsigned idx;
-  luaL_argcheck(L, strlen(name) == len, 1, "interface name contains a NUL byte");
+  luaL_argcheck(L, strlen(name) == len, 1,
+                "interface name contains a NUL byte");
   idx = if_nametoindex(name);
-  if (idx == 0) return bsd_pusherror(L, "if_nametoindex", lua_tostring(L, 1), errno);
+  if (idx == 0)
+    return bsd_pusherror(L, "if_nametoindex", lua_tostring(L, 1), errno);
   lua_pushinteger(L, idx);
   return 1;
 }
@@ -520,7 +539,8 @@ static int addr_if_nametoindex(lua_State *L) {
 static int addr_if_indextoname(lua_State *L) {
   char name[IF_NAMESIZE];
   lua_Integer idx = luaL_checkinteger(L, 1);
-  luaL_argcheck(L, idx > 0 && idx <= 0x7FFFFFFF, 1, "interface index out of range");
+  luaL_argcheck(L, idx > 0 && idx <= 0x7FFFFFFF, 1,
+                "interface index out of range");
   if (!if_indextoname((unsigned)idx, name))
     return bsd_pusherror(L, "if_indextoname", lua_tostring(L, 1), errno);
   lua_pushstring(L, name);

@@ -32,14 +32,16 @@
 /* registry key of the weak table whose keys are the coroutines run by
 ** bsdsocket.loop; a socket call that would block inside one of them yields */
 #define BSD_TASKS_KEY "bsdsocket.tasks"
-/* ... also kept under this address, whence the socket methods take it as an upvalue */
+/* ... also kept under this address, whence the socket methods take it
+** as an upvalue */
 extern const char bsd_taskskey;
 
 /* Every socket method is a C closure with these upvalues, so the hot paths
 ** reach them without a registry lookup (bsd_pushmethodupvalues pushes them;
 ** the tasks table must be in the registry under bsd_taskskey by then). */
 #define BSD_UV_TASKS        lua_upvalueindex(1)  /* S._tasks */
-#define BSD_UV_SCRATCH      lua_upvalueindex(2)  /* { read buffer } shared by the methods */
+#define BSD_UV_SCRATCH                                                         \
+  lua_upvalueindex(2) /* { read buffer } shared by the methods */
 #define BSD_METHOD_UPVALUES 2
 void bsd_pushmethodupvalues(lua_State *L);
 
@@ -95,7 +97,8 @@ typedef struct bsd_addr {
 int bsd_checkint(lua_State *L, int arg);
 int bsd_optint(lua_State *L, int arg, int def);
 int bsd_checkfdnum(lua_State *L, int arg);        /* 0..INT_MAX */
-size_t bsd_checkmaxbytes(lua_State *L, int arg);  /* >= 0, capped at BSD_RECV_MAX */
+/* >= 0, capped at BSD_RECV_MAX */
+size_t bsd_checkmaxbytes(lua_State *L, int arg);
 double bsd_monotime(void);
 int bsd_setnonblock(int fd, int on);
 /* A socket descriptor made or adopted: close-on-exec unless the kernel did
@@ -154,7 +157,8 @@ typedef struct bsd_buffer {
 bsd_buffer *bsd_checkbuffer(lua_State *L, int idx);
 /* a string's or a buffer's bytes (raises for anything else) */
 const char *bsd_checkbytes(lua_State *L, int arg, size_t *len);
-void bsd_open_buffer(lua_State *L);   /* metatable + S.buffer into table at top */
+/* metatable + S.buffer into table at top */
+void bsd_open_buffer(lua_State *L);
 
 /* ---- errors.c ---- */
 
@@ -165,7 +169,8 @@ int bsd_pushfail(lua_State *L, const char *call, const char *peer,
 int bsd_pusherror(lua_State *L, const char *call, const char *peer, int err);
 int bsd_pushgaierror(lua_State *L, const char *call, const char *peer, int gai);
 const char *bsd_errname(int err);
-void bsd_open_errors(lua_State *L);           /* sets errno, strerror in table at top */
+/* sets errno, strerror in table at top */
+void bsd_open_errors(lua_State *L);
 
 /* ---- resolver.c: getaddrinfo on a worker thread, for loop tasks ---- */
 
@@ -183,7 +188,8 @@ int bsd_resolve_later(lua_State *L, lua_KContext ctx, lua_KFunction k);
 int bsd_resolve_yield(lua_State *L, int idx, lua_KContext ctx, lua_KFunction k);
 /* 1 once the answer is in, with *gai and *res (owned by the request; errno
 ** set for EAI_SYSTEM), else 0 */
-int bsd_resolve_answer(lua_State *L, int idx, int *gai, const struct addrinfo **res);
+int bsd_resolve_answer(lua_State *L, int idx, int *gai,
+                       const struct addrinfo **res);
 /* closes the wake descriptor and frees the answer (at once or by the worker) */
 void bsd_resolve_release(lua_State *L, int idx);
 void bsd_open_resolver(lua_State *L);
@@ -216,9 +222,11 @@ bsd_socket *bsd_checksocket(lua_State *L, int idx);     /* any state */
 bsd_socket *bsd_checkopen(lua_State *L, int idx);       /* raises if closed */
 /* the methods' check of argument 1: tagged fast path, else bsd_checkopen */
 bsd_socket *bsd_checkself(lua_State *L);
-bsd_socket *bsd_newsocket(lua_State *L, int fd, int family, int type, int protocol);
+bsd_socket *bsd_newsocket(lua_State *L, int fd, int family, int type,
+                          int protocol);
 int bsd_getfd(lua_State *L, int idx);  /* socket userdata or integer fd */
-void bsd_open_socket(lua_State *L);   /* metatable + functions into table at top */
+/* metatable + functions into table at top */
+void bsd_open_socket(lua_State *L);
 /* adds methods (closures with the BSD_METHOD_UPVALUES) to sockets */
 void bsd_addmethods(lua_State *L, const luaL_Reg *methods);
 /* fd as a socket object (what S.fromfd does); NULL, nothing pushed and
@@ -280,7 +288,8 @@ struct bsd_io {
 /* Begins a call or resumes it after a yield: checks the socket at index 1
 ** (a socket closed during the wait gives an error result, not a raise),
 ** keeps the first nargs stack slots, recovers the deadline. */
-bsd_socket *bsd_iobegin(lua_State *L, bsd_io *io, const char *call, int status, int nargs);
+bsd_socket *bsd_iobegin(lua_State *L, bsd_io *io, const char *call, int status,
+                        int nargs);
 /* the same for an object that is not the socket at index 1 (TLS): s is the
 ** socket it does its I/O on; index 1 is what a task yields to the loop */
 void bsd_iobeginwith(lua_State *L, bsd_io *io, bsd_socket *s, const char *call,
@@ -330,8 +339,10 @@ typedef struct bsd_capi {
   size_t socketsize;        /* sizeof(bsd_socket) */
   size_t iosize;            /* sizeof(bsd_io) */
   bsd_socket *(*testsocket)(lua_State *L, int idx);  /* NULL if not a socket */
-  bsd_socket *(*newsocket)(lua_State *L, int fd, int family, int type, int protocol);
-  void (*pushmethodupvalues)(lua_State *L);          /* BSD_METHOD_UPVALUES values */
+  bsd_socket *(*newsocket)(lua_State *L, int fd, int family, int type,
+                           int protocol);
+  /* BSD_METHOD_UPVALUES values */
+  void (*pushmethodupvalues)(lua_State *L);
   void (*iobeginwith)(lua_State *L, bsd_io *io, bsd_socket *s, const char *call,
                       int status, int nargs);
   int (*iorun)(lua_State *L, bsd_io *io, lua_KContext kctx, lua_KFunction k);

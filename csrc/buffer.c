@@ -14,7 +14,8 @@
 
 /* bsd_buffer's header is followed by its bytes */
 static bsd_buffer *newbuffer(lua_State *L, size_t size) {
-  bsd_buffer *b = (bsd_buffer *)lua_newuserdatauv(L, sizeof(bsd_buffer) + size, 0);
+  bsd_buffer *b =
+      (bsd_buffer *)lua_newuserdatauv(L, sizeof(bsd_buffer) + size, 0);
   b->size = size;
   luaL_setmetatable(L, BSD_BUFFER_MT);
   return b;
@@ -60,7 +61,8 @@ static int buf_len(lua_State *L) {
 
 /* i, j as string.sub reads them (negative: from the end), clipped to
 ** 1..len; start > end means the empty range */
-static void subrange(lua_State *L, int arg, size_t len, size_t *start, size_t *end) {
+static void subrange(lua_State *L, int arg, size_t len, size_t *start,
+                     size_t *end) {
   lua_Integer i = luaL_optinteger(L, arg, 1);
   lua_Integer j = luaL_optinteger(L, arg + 1, -1);
   lua_Integer n = (lua_Integer)len;
@@ -99,7 +101,8 @@ static void *findbytes(const void *s, size_t n, const void *p, size_t pn) {
 }
 #endif
 
-/* a pattern without magic characters is found with memmem, as string.find does */
+/* a pattern without magic characters is found with memmem, as
+** string.find does */
 static int nospecials(const char *p, size_t len) {
   return strpbrk(p, "^$*+?.([%-") == NULL && strlen(p) == len;
 }
@@ -142,7 +145,8 @@ static int buf_find(lua_State *L) {
 }
 
 static int buf_name(lua_State *L) {
-  lua_pushfstring(L, "bsdsocket.buffer (%I bytes)", (lua_Integer)bsd_checkbuffer(L, 1)->size);
+  lua_pushfstring(L, "bsdsocket.buffer (%I bytes)",
+                  (lua_Integer)bsd_checkbuffer(L, 1)->size);
   return 1;
 }
 

@@ -125,7 +125,8 @@ static int core_inet_pton(lua_State *L) {
   if (strlen(text) != len || inet_pton(family, text, buf) != 1)
     return bsd_pushfail(L, "inet_pton", NULL,
                         lua_pushfstring(L, "not an %s address: '%s'",
-                                        family == AF_INET ? "IPv4" : "IPv6", text),
+                                        family == AF_INET ? "IPv4" : "IPv6",
+                                        text),
                         "EINVAL");
   lua_pushlstring(L, (const char *)buf, size);
   return 1;
@@ -136,8 +137,9 @@ static int core_inet_ntop(lua_State *L) {
   size_t len, size = familysize(L, 1, family);
   const char *bytes = luaL_checklstring(L, 2, &len);
   char text[INET6_ADDRSTRLEN];
-  luaL_argcheck(L, len == size, 2,
-                lua_pushfstring(L, "%d bytes expected, got %d", (int)size, (int)len));
+  luaL_argcheck(
+      L, len == size, 2,
+      lua_pushfstring(L, "%d bytes expected, got %d", (int)size, (int)len));
   if (!inet_ntop(family, bytes, text, sizeof text))
     return bsd_pusherror(L, "inet_ntop", NULL, errno);
   lua_pushstring(L, text);

@@ -70,16 +70,19 @@ int bsd_pushfail(lua_State *L, const char *call, const char *peer,
 }
 
 int bsd_pusherror(lua_State *L, const char *call, const char *peer, int err) {
-  return bsd_pushfail(L, call, peer, err == ETIMEDOUT ? "timed out" : strerror(err),
+  return bsd_pushfail(L, call, peer,
+                      err == ETIMEDOUT ? "timed out" : strerror(err),
                       bsd_errname(err));
 }
 
-int bsd_pushgaierror(lua_State *L, const char *call, const char *peer, int gai) {
+int bsd_pushgaierror(lua_State *L, const char *call, const char *peer,
+                     int gai) {
   const errname *e;
   if (gai == EAI_SYSTEM) return bsd_pusherror(L, call, peer, errno);
   for (e = gainames; e->name; e++)
     if (e->value == gai) break;
-  return bsd_pushfail(L, call, peer, gai_strerror(gai), e->name ? e->name : "EAI_UNKNOWN");
+  return bsd_pushfail(L, call, peer, gai_strerror(gai),
+                      e->name ? e->name : "EAI_UNKNOWN");
 }
 
 /* accepts an errno number or its name; raises on names it does not know */
@@ -95,7 +98,9 @@ static int bsd_strerror(lua_State *L) {
       }
     for (e = errnames; e->name; e++)
       if (strcmp(e->name, name) == 0) break;
-    if (!e->name) return luaL_argerror(L, 1, lua_pushfstring(L, "unknown error name '%s'", name));
+    if (!e->name)
+      return luaL_argerror(L, 1,
+                           lua_pushfstring(L, "unknown error name '%s'", name));
     err = e->value;
   }
   else err = bsd_checkint(L, 1);

@@ -29,9 +29,10 @@
 #endif
 #define MAX_ANCILLARY 65536
 #define MMSG_MAX 1024                 /* UIO_MAXIOV: messages per system call */
-#define SCRATCH_KEEP (4 << 20)        /* recvmmsg keeps a scratch up to this size */
-#define MMSG_UV_SCRATCH lua_upvalueindex(BSD_METHOD_UPVALUES + 1)  /* ... in this upvalue */
-#define MMSG_BYTES (16 << 20)         /* recvmmsg's data buffers per call, at most */
+#define SCRATCH_KEEP (4 << 20) /* recvmmsg keeps a scratch up to this size */
+#define MMSG_UV_SCRATCH                                                        \
+  lua_upvalueindex(BSD_METHOD_UPVALUES + 1) /* ... in this upvalue */
+#define MMSG_BYTES (16 << 20) /* recvmmsg's data buffers per call, at most */
 #define FDGUARD_MT "bsdsocket.fdguard"
 
 /* credentials as ancillary data: Linux's (sent as given, checked by the
@@ -55,7 +56,8 @@ typedef struct cmsgcred anccred;
 
 /* parts: a string or an array of strings, referenced by the argument, so
 ** the pointers stay valid for the call */
-static struct iovec *checkparts(lua_State *L, int arg, struct iovec *one, size_t *n) {
+static struct iovec *checkparts(lua_State *L, int arg, struct iovec *one,
+                                size_t *n) {
   struct iovec *iov;
   size_t i;
   if (lua_type(L, arg) == LUA_TSTRING) {
@@ -63,13 +65,15 @@ static struct iovec *checkparts(lua_State *L, int arg, struct iovec *one, size_t
     *n = 1;
     return one;
   }
-  luaL_argexpected(L, lua_type(L, arg) == LUA_TTABLE, arg, "string or array of strings");
+  luaL_argexpected(L, lua_type(L, arg) == LUA_TTABLE, arg,
+                   "string or array of strings");
   *n = lua_rawlen(L, arg);
   luaL_argcheck(L, *n <= MAX_PARTS, arg, "more than 1024 parts");
   iov = (struct iovec *)lua_newuserdatauv(L, (*n ? *n : 1) * sizeof *iov, 0);
   for (i = 0; i < *n; i++) {
     if (lua_rawgeti(L, arg, (lua_Integer)i + 1) != LUA_TSTRING)
-      luaL_error(L, "bad part #%d (string expected, got %s)", (int)i + 1, luaL_typename(L, -1));
+      luaL_error(L, "bad part #%d (string expected, got %s)", (int)i + 1,
+                 luaL_typename(L, -1));
     iov[i].iov_base = (void *)lua_tolstring(L, -1, &iov[i].iov_len);
     lua_pop(L, 1);
   }
@@ -81,11 +85,13 @@ static int ancfield(lua_State *L, int t, const char *name, lua_Integer def) {
   lua_getfield(L, t, name);
   v = luaL_optinteger(L, -1, def);
   lua_pop(L, 1);
-  if (v < INT_MIN || v > INT_MAX) luaL_error(L, "ancillary field '%s' out of range", name);
+  if (v < INT_MIN || v > INT_MAX)
+    luaL_error(L, "ancillary field '%s' out of range", name);
   return (int)v;
 }
 
-static struct cmsghdr *addcmsg(char *buf, size_t *off, int level, int type, size_t len) {
+static struct cmsghdr *addcmsg(char *buf, size_t *off, int level, int type,
+                               size_t len) {
   struct cmsghdr *c = (struct cmsghdr *)(void *)(buf + *off);
   c->cmsg_level = level;
   c->cmsg_type = type;
@@ -104,9 +110,11 @@ static void buildcontrol(lua_State *L, int arg, struct msghdr *msg) {
   luaL_checktype(L, arg, LUA_TTABLE);
   lua_getfield(L, arg, "rights");          /* at arg+? : keep on the stack */
   if (!lua_isnil(L, -1)) {
-    luaL_argexpected(L, lua_istable(L, -1), arg, "rights: array of sockets or descriptors");
+    luaL_argexpected(L, lua_istable(L, -1), arg,
+                     "rights: array of sockets or descriptors");
     nrights = lua_rawlen(L, -1);
-    if (nrights > MAX_RIGHTS) luaL_error(L, "more than %d descriptors in one message", MAX_RIGHTS);
+    if (nrights > MAX_RIGHTS)
+      luaL_error(L, "more than %d descriptors in one message", MAX_RIGHTS);
     if (nrights) size += CMSG_SPACE(nrights * sizeof(int));
   }
   lua_getfield(L, arg, "credentials");
@@ -120,11 +128,15 @@ static void buildcontrol(lua_State *L, int arg, struct msghdr *msg) {
   for (i = 1; i <= nraw; i++) {
     size_t len;
     if (lua_rawgeti(L, arg, (lua_Integer)i) != LUA_TTABLE)
-      luaL_error(L, "ancillary entry #%d must be a table {level=, type=, data=}", (int)i);
+      luaL_error(L,
+                 "ancillary entry #%d must be a table {level=, type=, data=}",
+                 (int)i);
     lua_getfield(L, -1, "data");
-    if (!lua_isstring(L, -1)) luaL_error(L, "ancillary entry #%d: data must be a string", (int)i);
+    if (!lua_isstring(L, -1))
+      luaL_error(L, "ancillary entry #%d: data must be a string", (int)i);
     lua_tolstring(L, -1, &len);
-    if (len > MAX_ANCILLARY) luaL_error(L, "ancillary entry #%d: data too long", (int)i);
+    if (len > MAX_ANCILLARY)
+      luaL_error(L, "ancillary entry #%d: data too long", (int)i);
     size += CMSG_SPACE(len);
     lua_pop(L, 2);
   }
@@ -133,7 +145,8 @@ static void buildcontrol(lua_State *L, int arg, struct msghdr *msg) {
   buf = (char *)lua_newuserdatauv(L, size ? size : 1, 0);
   memset(buf, 0, size ? size : 1);
   if (nrights) {
-    struct cmsghdr *c = addcmsg(buf, &off, SOL_SOCKET, SCM_RIGHTS, nrights * sizeof(int));
+    struct cmsghdr *c =
+        addcmsg(buf, &off, SOL_SOCKET, SCM_RIGHTS, nrights * sizeof(int));
     unsigned char *data = CMSG_DATA(c);
     for (i = 0; i < nrights; i++) {
       bsd_socket *s;
@@ -141,14 +154,16 @@ static void buildcontrol(lua_State *L, int arg, struct msghdr *msg) {
       lua_rawgeti(L, -3, (lua_Integer)i + 1);
       s = (bsd_socket *)luaL_testudata(L, -1, BSD_SOCKET_MT);
       if (s) {
-        if (s->fd < 0) luaL_error(L, "rights[%d] is a closed socket", (int)i + 1);
+        if (s->fd < 0)
+          luaL_error(L, "rights[%d] is a closed socket", (int)i + 1);
         fd = s->fd;
       }
       else if (lua_isinteger(L, -1) && lua_tointeger(L, -1) >= 0
                && lua_tointeger(L, -1) <= INT_MAX)
         fd = (int)lua_tointeger(L, -1);
       else
-        luaL_error(L, "rights[%d] must be a socket or a descriptor", (int)i + 1);
+        luaL_error(L, "rights[%d] must be a socket or a descriptor",
+                   (int)i + 1);
       lua_pop(L, 1);
       memcpy(data + i * sizeof(int), &fd, sizeof(int));
     }
@@ -218,7 +233,8 @@ static int op_sendmsg(lua_State *L, int status, lua_KContext ctx) {
   size_t niov;
   memset(&msg, 0, sizeof msg);
   if (!lua_isnoneornil(L, 3)) {
-    if ((used = bsd_getaddrarg(L, 3, s->family, s->type, "sendmsg", &a)) == 0) return 3;
+    if ((used = bsd_getaddrarg(L, 3, s->family, s->type, "sendmsg", &a)) == 0)
+      return 3;
     msg.msg_name = &a.ss;
     msg.msg_namelen = a.len;
   }
@@ -226,7 +242,8 @@ static int op_sendmsg(lua_State *L, int status, lua_KContext ctx) {
   flags = bsd_optint(L, anc + 1, 0) | BSD_MSG_NOSIGNAL;
   if (lua_isnoneornil(L, anc)) anc = 0;
   else luaL_checktype(L, anc, LUA_TTABLE);
-  lua_settop(L, (int)ctx);   /* what follows pushes its buffers above the arguments */
+  /* what follows pushes its buffers above the arguments */
+  lua_settop(L, (int)ctx);
   msg.msg_iov = checkparts(L, 2, &one, &niov);
   msg.msg_iovlen = niov;
   if (anc) buildcontrol(L, anc, &msg);
@@ -409,7 +426,8 @@ static int op_recvmsg(lua_State *L, int status, lua_KContext ctx) {
   max = bsd_checkmaxbytes(L, 2);
   ancsize = luaL_optinteger(L, 3, (lua_Integer)DEFAULT_ANCILLARY);
   a.flags = bsd_optint(L, 4, 0) | BSD_MSG_CMSG_CLOEXEC;
-  luaL_argcheck(L, 0 <= ancsize && ancsize <= MAX_ANCILLARY, 3, "ancillary size out of range 0..65536");
+  luaL_argcheck(L, 0 <= ancsize && ancsize <= MAX_ANCILLARY, 3,
+                "ancillary size out of range 0..65536");
   a.ancsize = (size_t)ancsize;
   a.g = (fdguard *)lua_newuserdatauv(L, GUARD_OFF + a.ancsize, 0);
   a.g->len = 0;
@@ -427,14 +445,16 @@ static int op_recvmsg(lua_State *L, int status, lua_KContext ctx) {
   /* with MSG_TRUNC, n is the datagram's real length */
   luaL_pushresultsize(&b, (size_t)a.n > max ? max : (size_t)a.n);
   pushancillary(L, a.g);
-  if (a.msg.msg_namelen > 0) bsd_newaddr(L, (struct sockaddr *)&a.from, a.msg.msg_namelen);
+  if (a.msg.msg_namelen > 0)
+    bsd_newaddr(L, (struct sockaddr *)&a.from, a.msg.msg_namelen);
   else lua_pushnil(L);
   lua_rotate(L, -2, 1);   /* data, addr, ancillary */
   lua_pushinteger(L, a.msg.msg_flags & ~BSD_MSG_CMSG_CLOEXEC);
   return 4;
 }
 
-/* sock:recvmsg(maxbytes [, maxancillary [, flags]]) → data, addr, ancillary, msgflags */
+/* sock:recvmsg(maxbytes [, maxancillary [, flags]])
+**   → data, addr, ancillary, msgflags */
 static int sock_recvmsg(lua_State *L) {
   return op_recvmsg(L, LUA_OK, lua_gettop(L));
 }
@@ -551,9 +571,9 @@ static int recvbatch(int fd, mmsg *m, size_t n, int flags) {
 ** entry is a string (sent to the default address, if any) or a table
 ** {data, addr} where addr is an addr, a Unix path, or host, port.
 ** Returns 0 with nil, msg, code on top when a host does not resolve. */
-static int buildbatch(lua_State *L, bsd_socket *s, int list, size_t first, size_t n,
-                       const bsd_addr *def, mmsg *m, struct iovec *iov,
-                       bsd_addr *addrs) {
+static int buildbatch(lua_State *L, bsd_socket *s, int list, size_t first,
+                      size_t n, const bsd_addr *def, mmsg *m, struct iovec *iov,
+                      bsd_addr *addrs) {
   size_t i;
   for (i = 0; i < n; i++) {
     lua_Integer k = (lua_Integer)first + (lua_Integer)i + 1;
@@ -577,7 +597,9 @@ static int buildbatch(lua_State *L, bsd_socket *s, int list, size_t first, size_
             int top;
             lua_rawgeti(L, e, 3);
             top = lua_gettop(L);
-            if (bsd_getaddrarg(L, top - 1, s->family, s->type, "sendmmsg", &addrs[i]) == 0)
+            if (bsd_getaddrarg(L, top - 1, s->family, s->type, "sendmmsg",
+                               &addrs[i])
+                == 0)
               return 0;
             to = &addrs[i];
             lua_pop(L, 1);
@@ -587,7 +609,8 @@ static int buildbatch(lua_State *L, bsd_socket *s, int list, size_t first, size_
         break;
       }
       default:
-        luaL_error(L, "datagram #%I must be a string or a table {data, addr}", k);
+        luaL_error(L, "datagram #%I must be a string or a table {data, addr}",
+                   k);
     }
     lua_pop(L, 1);
     m[i].msg_hdr.msg_iov = &iov[i];
@@ -627,7 +650,8 @@ static bsd_iostatus impl_sendmmsg(lua_State *L, bsd_io *io) {
   a->r = r;
   if (r > 0) return BSD_IO_DONE;
   if (r < 0 && errno == EINTR) return bsd_iosyscall(io, r, BSD_WANT_WRITE);
-  if (a->before + a->done > 0) {   /* report what went; the error comes again next call */
+  /* report what went; the error comes again next call */
+  if (a->before + a->done > 0) {
     a->stop = 1;
     return BSD_IO_DONE;
   }
@@ -650,12 +674,14 @@ static int op_sendmmsg(lua_State *L, int status, lua_KContext ctx) {
   luaL_checktype(L, 2, LUA_TTABLE);
   hasdef = !lua_isnoneornil(L, 3);
   if (hasdef
-      && (used = bsd_getaddrarg(L, 3, s->family, s->type, "sendmmsg", &def)) == 0)
+      && (used = bsd_getaddrarg(L, 3, s->family, s->type, "sendmmsg", &def))
+             == 0)
     return 3;
   flags = bsd_optint(L, 3 + used, 0) | BSD_MSG_NOSIGNAL;
   total = lua_rawlen(L, 2);
   cap = total < MMSG_MAX ? total : MMSG_MAX;
-  scratch = (char *)lua_newuserdatauv(L, (cap ? cap : 1) * (sizeof *m + sizeof *iov + sizeof *addrs), 0);
+  scratch = (char *)lua_newuserdatauv(
+      L, (cap ? cap : 1) * (sizeof *m + sizeof *iov + sizeof *addrs), 0);
   m = (mmsg *)(void *)scratch;
   iov = (struct iovec *)(void *)(scratch + cap * sizeof *m);
   addrs = (bsd_addr *)(void *)(scratch + cap * (sizeof *m + sizeof *iov));
@@ -680,7 +706,8 @@ static int op_sendmmsg(lua_State *L, int status, lua_KContext ctx) {
     while (done < n) {
       int r;
       a.done = done;
-      if ((r = bsd_iorun(L, &io, ctx, op_sendmmsg)) != BSD_IO_FINISHED) return r;
+      if ((r = bsd_iorun(L, &io, ctx, op_sendmmsg)) != BSD_IO_FINISHED)
+        return r;
       if (a.stop) {
         lua_pushinteger(L, (lua_Integer)sent + (lua_Integer)done);
         return 1;
@@ -743,11 +770,13 @@ static int op_recvmmsg(lua_State *L, int status, lua_KContext ctx) {
   count = luaL_checkinteger(L, 2);
   max = bsd_checkmaxbytes(L, 3);
   flags = bsd_optint(L, 4, 0) | WAITFORONE;
-  luaL_argcheck(L, 1 <= count && count <= MMSG_MAX, 2, "count out of range 1..1024");
+  luaL_argcheck(L, 1 <= count && count <= MMSG_MAX, 2,
+                "count out of range 1..1024");
   per = sizeof *m + sizeof *iov + sizeof *from;
   /* a batch fills at most MMSG_BYTES of buffers: fewer datagrams per call
   ** (recvmmsg may always return fewer) rather than count * maxbytes */
-  if ((size_t)count * max > MMSG_BYTES) count = max >= MMSG_BYTES ? 1 : (lua_Integer)(MMSG_BYTES / max);
+  if ((size_t)count * max > MMSG_BYTES)
+    count = max >= MMSG_BYTES ? 1 : (lua_Integer)(MMSG_BYTES / max);
   need = (size_t)count * (per + max);
   lua_pushvalue(L, MMSG_UV_SCRATCH);
   if (lua_rawlen(L, -1) < need) {
@@ -761,7 +790,8 @@ static int op_recvmmsg(lua_State *L, int status, lua_KContext ctx) {
   scr = lua_gettop(L);   /* on the stack, so it lives through the call */
   m = (mmsg *)lua_touserdata(L, scr);
   iov = (struct iovec *)(void *)((char *)m + (size_t)count * sizeof *m);
-  from = (struct sockaddr_storage *)(void *)((char *)iov + (size_t)count * sizeof *iov);
+  from = (struct sockaddr_storage *)(void *)((char *)iov
+                                             + (size_t)count * sizeof *iov);
   data = (char *)from + (size_t)count * sizeof *from;
   a.m = m;
   a.iov = iov;

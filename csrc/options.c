@@ -115,9 +115,11 @@ static int checkbool(lua_State *L, int arg) {
   }
 }
 
-static void checkinaddr(lua_State *L, int arg, const char *text, struct in_addr *out) {
+static void checkinaddr(lua_State *L, int arg, const char *text,
+                        struct in_addr *out) {
   if (inet_pton(AF_INET, text, out) != 1)
-    luaL_argerror(L, arg, lua_pushfstring(L, "not an IPv4 address: '%s'", text));
+    luaL_argerror(L, arg,
+                  lua_pushfstring(L, "not an IPv4 address: '%s'", text));
 }
 
 static const char *field(lua_State *L, int t, const char *name, int required) {
@@ -189,7 +191,8 @@ static int sock_setsockopt(lua_State *L) {
       lua_getfield(L, 4, "linger");
       {
         lua_Integer secs = luaL_optinteger(L, -1, 0);
-        if (secs < 0 || secs > 0x7FFFFFFF) luaL_error(L, "linger out of range 0..2^31-1 seconds");
+        if (secs < 0 || secs > 0x7FFFFFFF)
+          luaL_error(L, "linger out of range 0..2^31-1 seconds");
         v.lg.l_linger = (int)secs;
       }
       lua_pop(L, 2);
@@ -226,7 +229,8 @@ static int sock_setsockopt(lua_State *L) {
       luaL_checktype(L, 4, LUA_TTABLE);
       group = field(L, 4, "multiaddr", 1);
       if (inet_pton(AF_INET6, group, &v.mreq6.ipv6mr_multiaddr) != 1)
-        luaL_argerror(L, 4, lua_pushfstring(L, "not an IPv6 address: '%s'", group));
+        luaL_argerror(L, 4,
+                      lua_pushfstring(L, "not an IPv6 address: '%s'", group));
       v.mreq6.ipv6mr_interface = ifindexfield(L, 4);
       len = sizeof v.mreq6;
       break;
@@ -271,7 +275,13 @@ static int sock_getsockopt(lua_State *L) {
   bsd_socket *s = bsd_checkself(L);
   int level = bsd_checkint(L, 2), name = bsd_checkint(L, 3);
   const option *o = findoption(level, name);
-  union { int i; struct timeval tv; struct linger lg; struct in_addr in; char raw[1]; } v;
+  union {
+    int i;
+    struct timeval tv;
+    struct linger lg;
+    struct in_addr in;
+    char raw[1];
+  } v;
   socklen_t len = sizeof v;
   memset(&v, 0, sizeof v);
   if (o && (o->type == OPT_MREQ || o->type == OPT_MREQ6))
@@ -280,7 +290,8 @@ static int sock_getsockopt(lua_State *L) {
     lua_Integer size = luaL_optinteger(L, 4, 256);
     luaL_Buffer b;
     char *p;
-    luaL_argcheck(L, 0 < size && size <= 65536, 4, "size out of range 1..65536");
+    luaL_argcheck(L, 0 < size && size <= 65536, 4,
+                  "size out of range 1..65536");
     p = luaL_buffinitsize(L, &b, (size_t)size);
     len = (socklen_t)size;
     if (getsockopt(s->fd, level, name, p, &len) < 0)
@@ -292,7 +303,8 @@ static int sock_getsockopt(lua_State *L) {
     return bsd_pusherror(L, "getsockopt", NULL, errno);
   /* some Linux options answer with a single byte */
   if ((o->type == OPT_BOOL || o->type == OPT_INT) && len == 1) {
-    unsigned char b = (unsigned char)v.raw[0];  /* read, then store: no overlapping union access */
+    /* read, then store: no overlapping union access */
+    unsigned char b = (unsigned char)v.raw[0];
     v.i = b;
   }
   pushvalue(L, o->type, &v);

@@ -58,7 +58,8 @@ typedef struct job {
 
 typedef struct request {
   job *j;                  /* NULL once released */
-  int rfd;                 /* the read end of the wake socketpair; -1 once closed */
+  /* the read end of the wake socketpair; -1 once closed */
+  int rfd;
 } request;
 
 static void jobfree(job *j) {
@@ -153,8 +154,10 @@ static int startworker(job *j) {
   return r;
 }
 
-static job *newjob(const char *host, const char *service, const struct addrinfo *hints) {
-  size_t hl = host ? strlen(host) + 1 : 0, sl = service ? strlen(service) + 1 : 0;
+static job *newjob(const char *host, const char *service,
+                   const struct addrinfo *hints) {
+  size_t hl = host ? strlen(host) + 1 : 0,
+         sl = service ? strlen(service) + 1 : 0;
   job *j = (job *)malloc(sizeof(job) + hl + sl);
   char *p;
   if (!j) return NULL;
@@ -274,7 +277,8 @@ int bsd_resolve_later(lua_State *L, lua_KContext ctx, lua_KFunction k) {
   return lua_yieldk(L, 4, ctx, k);
 }
 
-int bsd_resolve_yield(lua_State *L, int idx, lua_KContext ctx, lua_KFunction k) {
+int bsd_resolve_yield(lua_State *L, int idx, lua_KContext ctx,
+                      lua_KFunction k) {
   idx = lua_absindex(L, idx);
   luaL_checkstack(L, 4, NULL);
   lua_pushliteral(L, "bsdsocket.wait");
@@ -284,7 +288,8 @@ int bsd_resolve_yield(lua_State *L, int idx, lua_KContext ctx, lua_KFunction k) 
   return lua_yieldk(L, 4, ctx, k);
 }
 
-int bsd_resolve_answer(lua_State *L, int idx, int *gai, const struct addrinfo **res) {
+int bsd_resolve_answer(lua_State *L, int idx, int *gai,
+                       const struct addrinfo **res) {
   request *rq = checkrequest(L, idx);
   int done = 0;
   if (rq->j) {
@@ -327,7 +332,8 @@ static int request_gc(lua_State *L) {
 
 static int request_tostring(lua_State *L) {
   request *rq = checkrequest(L, 1);
-  lua_pushstring(L, rq->j ? "bsdsocket.resolve (pending)" : "bsdsocket.resolve (released)");
+  lua_pushstring(L, rq->j ? "bsdsocket.resolve (pending)"
+                          : "bsdsocket.resolve (released)");
   return 1;
 }
 

@@ -19,7 +19,8 @@
 
 #include "bsdsocket.h"
 
-/* reads up to this size go through the C stack, larger ones through scratch() */
+/* reads up to this size go through the C stack, larger ones through
+** scratch() */
 #define RECV_SMALL 4096
 /* Lua 5.5: larger reads up to this size become their string (recvext);
 ** a larger block comes from mmap (glibc, musl), which costs more per call
@@ -30,17 +31,29 @@
 /* How a call waits. LATER: the descriptor is non-blocking already, so the
 ** call can be tried before knowing whether a wait would poll or yield (task
 ** or not); bsd_iorun decides on the first would-block only. */
-typedef enum waitmode { MODE_BLOCK, MODE_POLL, MODE_NOWAIT, MODE_TASK, MODE_LATER } waitmode;
+typedef enum waitmode {
+  MODE_BLOCK,
+  MODE_POLL,
+  MODE_NOWAIT,
+  MODE_TASK,
+  MODE_LATER
+} waitmode;
 
 /* what a wait came to */
-typedef enum waitverdict { WAIT_READY, WAIT_TIMEDOUT, WAIT_NOWAIT, WAIT_INTERRUPTED } waitverdict;
+typedef enum waitverdict {
+  WAIT_READY,
+  WAIT_TIMEDOUT,
+  WAIT_NOWAIT,
+  WAIT_INTERRUPTED
+} waitverdict;
 
 /* registry keys: only their addresses matter */
 static const char scratchholderkey = 's';
 /* the scratch table: [1] the read buffer, [SCRATCH_WAITSTR] the string a
 ** task yields to the loop */
 #define SCRATCH_WAITSTR 2
-static const char cancelkey = 'x';  /* loop.cancel's message, from ioresume to bsd_iorun */
+/* loop.cancel's message, from ioresume to bsd_iorun */
+static const char cancelkey = 'x';
 
 /* ---- objects ---- */
 
@@ -54,7 +67,8 @@ bsd_socket *bsd_checkopen(lua_State *L, int idx) {
   return s;
 }
 
-bsd_socket *bsd_newsocket(lua_State *L, int fd, int family, int type, int protocol) {
+bsd_socket *bsd_newsocket(lua_State *L, int fd, int family, int type,
+                          int protocol) {
   bsd_socket *s = (bsd_socket *)lua_newuserdatauv(L, sizeof(bsd_socket), 0);
   s->tag = BSD_SOCKET_TAG;
   s->fd = fd;
@@ -110,7 +124,8 @@ static void setfdmode(bsd_socket *s, int nonblock) {
 
 /* ---- errors naming the peer ---- */
 
-static const char *addrtext(lua_State *L, const struct sockaddr *sa, socklen_t len) {
+static const char *addrtext(lua_State *L, const struct sockaddr *sa,
+                            socklen_t len) {
   char buf[ADDRSTR_SIZE];
   bsd_addrtostring(sa, len, buf, sizeof buf);
   return lua_pushstring(L, buf);
@@ -122,8 +137,10 @@ static int named(const struct sockaddr_storage *ss, socklen_t len) {
   /* the analyzer does not know that the caller's getpeername/getsockname
   ** succeeded and wrote len > 2 bytes: ss_family is set */
   /* NOLINTNEXTLINE(clang-analyzer-core.UndefinedBinaryOperatorResult) */
-  if (ss->ss_family == AF_INET) return ((const struct sockaddr_in *)ss)->sin_port != 0;
-  if (ss->ss_family == AF_INET6) return ((const struct sockaddr_in6 *)ss)->sin6_port != 0;
+  if (ss->ss_family == AF_INET)
+    return ((const struct sockaddr_in *)ss)->sin_port != 0;
+  if (ss->ss_family == AF_INET6)
+    return ((const struct sockaddr_in6 *)ss)->sin6_port != 0;
   return 1;
 }
 
@@ -136,7 +153,8 @@ static const char *endtext(lua_State *L, bsd_socket *s) {
   if (getpeername(s->fd, (struct sockaddr *)&ss, &len) == 0 && named(&ss, len))
     return addrtext(L, (struct sockaddr *)&ss, len);
   len = sizeof ss;
-  if (getsockname(s->fd, (struct sockaddr *)&ss, &len) == 0 && named(&ss, len)) {
+  if (getsockname(s->fd, (struct sockaddr *)&ss, &len) == 0
+      && named(&ss, len)) {
     char buf[ADDRSTR_SIZE];
     bsd_addrtostring((struct sockaddr *)&ss, len, buf, sizeof buf);
     return lua_pushfstring(L, "(local %s)", buf);
@@ -149,7 +167,8 @@ int bsd_sockerror(lua_State *L, bsd_socket *s, const char *call, int err) {
 }
 
 int bsd_addrerror(lua_State *L, const char *call, const bsd_addr *a, int err) {
-  return bsd_pusherror(L, call, addrtext(L, (const struct sockaddr *)&a->ss, a->len), err);
+  return bsd_pusherror(
+      L, call, addrtext(L, (const struct sockaddr *)&a->ss, a->len), err);
 }
 
 /* ---- the I/O loop ---- */
@@ -205,7 +224,8 @@ static void ioresume(lua_State *L, bsd_io *io, bsd_socket *s, const char *call,
   if (status == LUA_YIELD) {
     io->late = !lua_toboolean(L, -1);
     io->deadline = lua_isnumber(L, -2) ? lua_tonumber(L, -2) : -1;
-    if (lua_type(L, -1) == LUA_TSTRING) {  /* out of the way of optional arguments */
+    /* out of the way of optional arguments */
+    if (lua_type(L, -1) == LUA_TSTRING) {
       lua_rawsetp(L, LUA_REGISTRYINDEX, &cancelkey);
       io->cancel = 1;
     }
@@ -221,8 +241,10 @@ void bsd_iobeginwith(lua_State *L, bsd_io *io, bsd_socket *s, const char *call,
 
 /* A socket closed while its call waited (by another task) ends the call
 ** with an error result, not the closed-socket error a new call raises. */
-bsd_socket *bsd_iobegin(lua_State *L, bsd_io *io, const char *call, int status, int nargs) {
-  /* resumed: the socket may have been closed meanwhile, which is no error here */
+bsd_socket *bsd_iobegin(lua_State *L, bsd_io *io, const char *call, int status,
+                        int nargs) {
+  /* resumed: the socket may have been closed meanwhile, which is no
+  ** error here */
   bsd_socket *s = status != LUA_YIELD ? bsd_checkself(L) : tagged(L, 1);
   if (!s) s = bsd_checksocket(L, 1);
   ioresume(L, io, s, call, status, nargs);
@@ -232,7 +254,8 @@ bsd_socket *bsd_iobegin(lua_State *L, bsd_io *io, const char *call, int status, 
 int bsd_ioerror(lua_State *L, bsd_io *io, int err) {
   io->err = err;
   if (err == EBADF && io->s->fd < 0)
-    return bsd_pushfail(L, io->call, NULL, "socket closed while waiting", "EBADF");
+    return bsd_pushfail(L, io->call, NULL, "socket closed while waiting",
+                        "EBADF");
   if (io->pusherr) return io->pusherr(L, io);
   if (io->peer) return bsd_addrerror(L, io->call, io->peer, err);
   return bsd_sockerror(L, io->s, io->call, err);
@@ -255,9 +278,11 @@ bsd_iostatus bsd_iosyscall(bsd_io *io, long n, int want) {
 /* Inside a task: yields "bsdsocket.wait", obj, events, deadline to the loop,
 ** which resumes the continuation k when the socket is ready (true) or the
 ** deadline passed (false). The deadline stays on the stack for ioresume. */
-static int yieldwait(lua_State *L, bsd_io *io, lua_KContext kctx, lua_KFunction k) {
+static int yieldwait(lua_State *L, bsd_io *io, lua_KContext kctx,
+                     lua_KFunction k) {
   bsd_socket *s = io->s;
-  if (s->timeout > 0 && io->deadline < 0) io->deadline = bsd_monotime() + s->timeout;
+  if (s->timeout > 0 && io->deadline < 0)
+    io->deadline = bsd_monotime() + s->timeout;
   if (io->deadline < 0) lua_pushnil(L);
   else lua_pushnumber(L, io->deadline);
   lua_pushliteral(L, "bsdsocket.wait");
@@ -294,7 +319,8 @@ static waitverdict pollwait(lua_State *L, bsd_io *io) {
   }
 }
 
-static waitverdict waitready(lua_State *L, bsd_io *io, lua_KContext kctx, lua_KFunction k) {
+static waitverdict waitready(lua_State *L, bsd_io *io, lua_KContext kctx,
+                             lua_KFunction k) {
   io->s->want = io->want;
   if (io->mode == MODE_NOWAIT) return WAIT_NOWAIT;
   if (io->mode == MODE_LATER) io->mode = modenow(L, io->s);
@@ -312,7 +338,8 @@ int bsd_iorun(lua_State *L, bsd_io *io, lua_KContext kctx, lua_KFunction k) {
   }
   if (io->s->fd < 0) return bsd_ioerror(L, io, EBADF);
   if (io->late) return bsd_ioerror(L, io, ETIMEDOUT);
-  if (io->waitfirst && io->mode != MODE_NOWAIT && modenow(L, io->s) == MODE_TASK) {
+  if (io->waitfirst && io->mode != MODE_NOWAIT
+      && modenow(L, io->s) == MODE_TASK) {
     io->mode = MODE_TASK;
     waitready(L, io, io->kctx, k);
   }
@@ -489,7 +516,8 @@ bsd_socket *bsd_wrapfd(lua_State *L, int fd) {
 }
 
 static int sock_fromfd(lua_State *L) {
-  if (!bsd_wrapfd(L, bsd_checkfdnum(L, 1))) return bsd_pusherror(L, "fromfd", NULL, errno);
+  if (!bsd_wrapfd(L, bsd_checkfdnum(L, 1)))
+    return bsd_pusherror(L, "fromfd", NULL, errno);
   return 1;
 }
 
@@ -595,7 +623,8 @@ static int pushname(lua_State *L, bsd_socket *s, int peer) {
   socklen_t len = sizeof ss;
   int r = peer ? getpeername(s->fd, (struct sockaddr *)&ss, &len)
                : getsockname(s->fd, (struct sockaddr *)&ss, &len);
-  if (r < 0) return bsd_sockerror(L, s, peer ? "getpeername" : "getsockname", errno);
+  if (r < 0)
+    return bsd_sockerror(L, s, peer ? "getpeername" : "getsockname", errno);
   bsd_newaddr(L, (struct sockaddr *)&ss, len);
   return 1;
 }
@@ -627,7 +656,8 @@ static bsd_iostatus impl_accept(lua_State *L, bsd_io *io) {
   a->fd = finishfd(accept(io->s->fd, (struct sockaddr *)&a->ss, &a->len), 1, 0);
 #endif
   if (a->fd < 0 && errno == ECONNABORTED) errno = EINTR;  /* try the next one */
-  if (a->fd < 0 && !a->collected && (a->collected = outoffds(L)) != 0) errno = EINTR;
+  if (a->fd < 0 && !a->collected && (a->collected = outoffds(L)) != 0)
+    errno = EINTR;
   return bsd_iosyscall(io, a->fd, BSD_WANT_READ);
 }
 
@@ -678,8 +708,10 @@ static bsd_iostatus impl_connect(lua_State *L, bsd_io *io) {
   if (!c->started) {
     c->started = 1;
     io->kctx |= CONNECTING;
-    if (connect(io->s->fd, (struct sockaddr *)&c->a.ss, c->a.len) == 0) return BSD_IO_DONE;
-    if (errno == EINTR && bsd_interrupted(L)) {  /* the handshake goes on; Lua first */
+    if (connect(io->s->fd, (struct sockaddr *)&c->a.ss, c->a.len) == 0)
+      return BSD_IO_DONE;
+    /* the handshake goes on; Lua first */
+    if (errno == EINTR && bsd_interrupted(L)) {
       io->err = EINTR;
       return BSD_IO_FAIL;
     }
@@ -714,14 +746,19 @@ static bsd_iostatus impl_connect(lua_State *L, bsd_io *io) {
 static int connecterror(lua_State *L, bsd_io *io) {
   connectargs *c = (connectargs *)io->data;
   int err = io->err;
-  if (io->s->fd < 0) return bsd_pushfail(L, io->call, NULL, "socket closed while waiting", "EBADF");
+  if (io->s->fd < 0)
+    return bsd_pushfail(L, io->call, NULL, "socket closed while waiting",
+                        "EBADF");
   if (c->started) {
     if (io->s->family != AF_UNIX && lua_type(L, 2) == LUA_TSTRING) {
       const char *host = lua_tostring(L, 2);
       const char *fmt = strchr(host, ':') ? "[%s]:%s" : "%s:%s";
-      return bsd_pusherror(L, "connect", lua_pushfstring(L, fmt, host, luaL_tolstring(L, 3, NULL)), err);
+      return bsd_pusherror(
+          L, "connect",
+          lua_pushfstring(L, fmt, host, luaL_tolstring(L, 3, NULL)), err);
     }
-    if (bsd_getaddrarg(L, 2, io->s->family, io->s->type, "connect", &c->a) == 0) return 3;
+    if (bsd_getaddrarg(L, 2, io->s->family, io->s->type, "connect", &c->a) == 0)
+      return 3;
   }
   return bsd_addrerror(L, "connect", &c->a, err);
 }
@@ -732,7 +769,9 @@ static int op_connect(lua_State *L, int status, lua_KContext ctx) {
   bsd_socket *s = bsd_iobegin(L, &io, "connect", status, argc);
   connectargs c;
   c.started = (ctx & CONNECTING) != 0;
-  if (!c.started && bsd_getaddrarg(L, 2, s->family, s->type, "connect", &c.a) == 0) return 3;
+  if (!c.started
+      && bsd_getaddrarg(L, 2, s->family, s->type, "connect", &c.a) == 0)
+    return 3;
   io.impl = impl_connect;
   io.data = &c;
   io.pusherr = connecterror;
@@ -819,7 +858,8 @@ static int firsttry(lua_State *L, bsd_socket *s) {
 
 /* after the first try failed with err: a result to return (nonzero, the
 ** number of values pushed) or 0 to go the full way */
-static int firstfail(lua_State *L, bsd_socket *s, const char *call, int err, int want) {
+static int firstfail(lua_State *L, bsd_socket *s, const char *call, int err,
+                     int want) {
   if (err == EAGAIN || err == EWOULDBLOCK) {
     if (s->timeout != 0) return 0;        /* wait as the I/O loop does */
     s->want = want;                       /* non-blocking: no wait */
@@ -844,7 +884,8 @@ static int sock_send(lua_State *L) {
       if ((r = firstfail(L, s, "send", errno, BSD_WANT_WRITE)) != 0) return r;
     }
   }
-  if (lua_type(L, 2) == LUA_TTABLE) return op_sendlist(L, LUA_OK, lua_gettop(L));
+  if (lua_type(L, 2) == LUA_TTABLE)
+    return op_sendlist(L, LUA_OK, lua_gettop(L));
   return op_send(L, LUA_OK, lua_gettop(L));
 }
 
@@ -868,7 +909,8 @@ static int op_sendall(lua_State *L, int status, lua_KContext ctx) {
   int r;
   bsd_iobegin(L, &io, "sendall", status, 4);
   a.data = bsd_checkbytes(L, 2, &a.len);
-  if (!lua_isnil(L, 3) || !lua_isnil(L, 4)) {  /* sendall(data, i, j): data:sub(i, j) */
+  /* sendall(data, i, j): data:sub(i, j) */
+  if (!lua_isnil(L, 3) || !lua_isnil(L, 4)) {
     size_t i = posrelat(luaL_optinteger(L, 3, 1), a.len);
     size_t j = posrelat(luaL_optinteger(L, 4, -1), a.len);
     if (i < 1) i = 1;
@@ -890,7 +932,8 @@ static int op_sendall(lua_State *L, int status, lua_KContext ctx) {
 static int op_sendalllist(lua_State *L, int status, lua_KContext ctx);
 
 static int sock_sendall(lua_State *L) {
-  if (lua_gettop(L) == 2 && lua_type(L, 2) == LUA_TSTRING && lua_rawlen(L, 2) > 0) {
+  if (lua_gettop(L) == 2 && lua_type(L, 2) == LUA_TSTRING
+      && lua_rawlen(L, 2) > 0) {
     bsd_socket *s = bsd_checkself(L);
     if (firsttry(L, s)) {
       size_t len;
@@ -945,7 +988,8 @@ static void gatherparts(lua_State *L, int arg, gatherargs *g, size_t skip) {
     size_t len;
     const char *p;
     bsd_buffer *b;
-    if (lua_rawgeti(L, arg, (lua_Integer)i) == LUA_TSTRING) p = lua_tolstring(L, -1, &len);
+    if (lua_rawgeti(L, arg, (lua_Integer)i) == LUA_TSTRING)
+      p = lua_tolstring(L, -1, &len);
     else if ((b = (bsd_buffer *)luaL_testudata(L, -1, BSD_BUFFER_MT)) != NULL) {
       p = b->data;
       len = b->size;
@@ -1049,8 +1093,10 @@ static int op_sendto(lua_State *L, int status, lua_KContext ctx) {
   int used, r;
   bsd_socket *s = bsd_iobegin(L, &io, "sendto", status, (int)ctx);
   a.data = bsd_checkbytes(L, 2, &a.len);
-  if ((used = bsd_getaddrarg(L, 3, s->family, s->type, "sendto", &to)) == 0) return 3;
-  a.flags = (lua_gettop(L) < 3 + used ? 0 : bsd_optint(L, 3 + used, 0)) | BSD_MSG_NOSIGNAL;
+  if ((used = bsd_getaddrarg(L, 3, s->family, s->type, "sendto", &to)) == 0)
+    return 3;
+  a.flags = (lua_gettop(L) < 3 + used ? 0 : bsd_optint(L, 3 + used, 0))
+            | BSD_MSG_NOSIGNAL;
   a.to = &to;
   io.impl = impl_sendto;
   io.data = &a;
@@ -1065,12 +1111,14 @@ static int op_sendto(lua_State *L, int status, lua_KContext ctx) {
 ** name the address, as io.peer makes bsd_iorun's do */
 static int sock_sendto(lua_State *L) {
   const bsd_addr *to;
-  if (lua_gettop(L) == 3 && lua_type(L, 2) == LUA_TSTRING && (to = bsd_testaddr(L, 3)) != NULL) {
+  if (lua_gettop(L) == 3 && lua_type(L, 2) == LUA_TSTRING
+      && (to = bsd_testaddr(L, 3)) != NULL) {
     bsd_socket *s = bsd_checkself(L);
     if (firsttry(L, s)) {
       size_t len;
       const char *data = lua_tolstring(L, 2, &len);
-      ssize_t n = bsd_sendto(s->fd, data, len, BSD_MSG_NOSIGNAL, (const struct sockaddr *)&to->ss, to->len);
+      ssize_t n = bsd_sendto(s->fd, data, len, BSD_MSG_NOSIGNAL,
+                             (const struct sockaddr *)&to->ss, to->len);
       int err;
       if (n >= 0) {
         lua_pushinteger(L, (lua_Integer)n);
@@ -1081,7 +1129,8 @@ static int sock_sendto(lua_State *L) {
         s->want = BSD_WANT_WRITE;
         return bsd_addrerror(L, "sendto", to, EAGAIN);
       }
-      if (err != EAGAIN && err != EWOULDBLOCK && (err != EINTR || bsd_interrupted(L)))
+      if (err != EAGAIN && err != EWOULDBLOCK
+          && (err != EINTR || bsd_interrupted(L)))
         return bsd_addrerror(L, "sendto", to, err);
     }
   }
@@ -1125,11 +1174,13 @@ static bsd_iostatus impl_recv(lua_State *L, bsd_io *io) {
   if (!a->buf) a->buf = scratch(L, a->max);
   if (a->wantfrom) {
     a->fromlen = sizeof a->from;
-    n = recvfrom(s->fd, a->buf, a->max, a->flags, (struct sockaddr *)&a->from, &a->fromlen);
+    n = recvfrom(s->fd, a->buf, a->max, a->flags, (struct sockaddr *)&a->from,
+                 &a->fromlen);
   }
   else n = recv(s->fd, a->buf, a->max, a->flags);
   if (n < 0) return bsd_iosyscall(io, n, BSD_WANT_READ);
-  if ((size_t)n > a->max) n = (ssize_t)a->max;  /* MSG_TRUNC reports the real length */
+  /* MSG_TRUNC reports the real length */
+  if ((size_t)n > a->max) n = (ssize_t)a->max;
   /* A short TCP read: the queue was empty then, and whatever comes since
   ** makes the loop's poller report the socket (edge-triggered), so the next
   ** recv in a task may wait for that report instead of trying. Not at EOF,
@@ -1157,8 +1208,8 @@ static int recvrun(lua_State *L, bsd_io *io, bsd_socket *s, recvargs *a,
 }
 
 /* recv and recvfrom: reads into C memory, then one copy into the string */
-static int recvcommon(lua_State *L, int status, lua_KContext ctx, lua_KFunction k,
-                      const char *call, recvargs *a) {
+static int recvcommon(lua_State *L, int status, lua_KContext ctx,
+                      lua_KFunction k, const char *call, recvargs *a) {
   bsd_io io;
   bsd_socket *s = bsd_iobegin(L, &io, call, status, (int)ctx);
   char small[RECV_SMALL];
@@ -1303,7 +1354,8 @@ static int op_recvfrom(lua_State *L, int status, lua_KContext ctx) {
   recvargs a;
   int r;
   a.wantfrom = 1;
-  a.from.ss_family = AF_UNSPEC;  /* a connected stream names no sender: fromlen 0, from unwritten */
+  /* a connected stream names no sender: fromlen 0, from unwritten */
+  a.from.ss_family = AF_UNSPEC;
   r = recvcommon(L, status, ctx, op_recvfrom, "recvfrom", &a);
   if (r != BSD_IO_FINISHED) return r;
   if (a.fromlen > sizeof(sa_family_t) || a.from.ss_family == AF_UNIX)
@@ -1328,13 +1380,15 @@ static int recvinto(lua_State *L, int status, lua_KContext ctx, lua_KFunction k,
   lua_Integer off = luaL_optinteger(L, 4, 0), n;
   int r;
   luaL_argcheck(L, 0 <= off && (size_t)off <= b->size, 4,
-                lua_pushfstring(L, "offset %I outside a buffer of %I bytes", off,
-                                (lua_Integer)b->size));
+                lua_pushfstring(L, "offset %I outside a buffer of %I bytes",
+                                off, (lua_Integer)b->size));
   n = luaL_optinteger(L, 3, (lua_Integer)(b->size - (size_t)off));
   luaL_argcheck(L, n >= 0, 3, "negative byte count");
   luaL_argcheck(L, (size_t)n <= b->size - (size_t)off, 3,
-                lua_pushfstring(L, "%I bytes at offset %I do not fit in a buffer of %I bytes",
-                                n, off, (lua_Integer)b->size));
+                lua_pushfstring(
+                    L,
+                    "%I bytes at offset %I do not fit in a buffer of %I bytes",
+                    n, off, (lua_Integer)b->size));
   a->buf = b->data + off;
   a->max = (size_t)n;
   a->flags = bsd_optint(L, 5, 0);
@@ -1407,8 +1461,8 @@ static int eofresult(lua_State *L, bsd_io *io) {
   const char *end;
   if (io->err != 0) return bsd_sockerror(L, io->s, io->call, io->err);
   end = endtext(L, io->s);
-  lua_pushfstring(L, "connection closed after %I of %I bytes", (lua_Integer)a->got,
-                  (lua_Integer)a->max);
+  lua_pushfstring(L, "connection closed after %I of %I bytes",
+                  (lua_Integer)a->got, (lua_Integer)a->max);
   return bsd_pushfail(L, io->call, end, lua_tostring(L, -1), "EOF");
 }
 
@@ -1424,7 +1478,8 @@ static int op_recvall(lua_State *L, int status, lua_KContext ctx) {
   io.pusherr = eofresult;
   r = bsd_iorun(L, &io, ctx, op_recvall);
   lua_pushlstring(L, (const char *)lua_touserdata(L, 3), a.got);
-  return r == BSD_IO_FINISHED ? 1 : r + 1;  /* the bytes read so far are never lost */
+  /* the bytes read so far are never lost */
+  return r == BSD_IO_FINISHED ? 1 : r + 1;
 }
 
 static int sock_recvall(lua_State *L) {
@@ -1443,7 +1498,8 @@ static int checkhow(lua_State *L, int arg) {
   static const char *const names[] = {"r", "w", "rw", NULL};
   static const int values[] = {SHUT_RD, SHUT_WR, SHUT_RDWR};
   lua_Integer how;
-  if (lua_type(L, arg) == LUA_TSTRING) return values[luaL_checkoption(L, arg, NULL, names)];
+  if (lua_type(L, arg) == LUA_TSTRING)
+    return values[luaL_checkoption(L, arg, NULL, names)];
   how = luaL_checkinteger(L, arg);
   luaL_argcheck(L, how == SHUT_RD || how == SHUT_WR || how == SHUT_RDWR, arg,
                 "\"r\", \"w\", \"rw\" or S.SHUT_* expected");
@@ -1452,7 +1508,8 @@ static int checkhow(lua_State *L, int arg) {
 
 static int sock_shutdown(lua_State *L) {
   bsd_socket *s = bsd_checkself(L);
-  if (shutdown(s->fd, checkhow(L, 2)) < 0) return bsd_sockerror(L, s, "shutdown", errno);
+  if (shutdown(s->fd, checkhow(L, 2)) < 0)
+    return bsd_sockerror(L, s, "shutdown", errno);
   lua_pushboolean(L, 1);
   return 1;
 }
@@ -1464,7 +1521,8 @@ static int sock_settimeout(lua_State *L) {
   if (lua_isnoneornil(L, 2)) s->timeout = -1;
   else {
     lua_Number t = luaL_checknumber(L, 2);
-    luaL_argcheck(L, t >= 0 && t < 1e9, 2, "timeout must be nil or 0..1e9 seconds");
+    luaL_argcheck(L, t >= 0 && t < 1e9, 2,
+                  "timeout must be nil or 0..1e9 seconds");
     s->timeout = t;
   }
   setfdmode(s, s->timeout >= 0);
@@ -1520,10 +1578,11 @@ static const name familynames[] = {
   {0, NULL}
 };
 
-static const name typenames[] = {
-  {SOCK_STREAM, "SOCK_STREAM"}, {SOCK_DGRAM, "SOCK_DGRAM"}, {SOCK_RAW, "SOCK_RAW"},
-  {SOCK_SEQPACKET, "SOCK_SEQPACKET"}, {0, NULL}
-};
+static const name typenames[] = {{SOCK_STREAM, "SOCK_STREAM"},
+                                 {SOCK_DGRAM, "SOCK_DGRAM"},
+                                 {SOCK_RAW, "SOCK_RAW"},
+                                 {SOCK_SEQPACKET, "SOCK_SEQPACKET"},
+                                 {0, NULL}};
 
 static const char *nameof(const name *t, int value, char *buf, size_t size) {
   for (; t->name; t++)
@@ -1628,11 +1687,12 @@ static bsd_socket *testsocket(lua_State *L, int idx) {
 }
 
 static const bsd_capi capi = {
-  BSD_CAPI_VERSION, sizeof(bsd_socket), sizeof(bsd_io),
-  testsocket, bsd_newsocket, bsd_pushmethodupvalues,
-  bsd_iobeginwith, bsd_iorun, bsd_ioerror, bsd_sockerror, bsd_pushfail, bsd_pusherror,
-  endtext, closewith, setfdmode, bsd_monotime
-};
+    BSD_CAPI_VERSION, sizeof(bsd_socket), sizeof(bsd_io),
+    testsocket,       bsd_newsocket,      bsd_pushmethodupvalues,
+    bsd_iobeginwith,  bsd_iorun,          bsd_ioerror,
+    bsd_sockerror,    bsd_pushfail,       bsd_pusherror,
+    endtext,          closewith,          setfdmode,
+    bsd_monotime};
 
 void bsd_open_capi(lua_State *L) {
   lua_pushlightuserdata(L, (void *)&capi);

@@ -92,7 +92,8 @@ static void guardoff(pipeguard *g) {
 static int checkfilefd(lua_State *L, int arg) {
   luaL_Stream *p = (luaL_Stream *)luaL_testudata(L, arg, LUA_FILEHANDLE);
   if (p) {
-    if (p->closef == NULL) luaL_argerror(L, arg, "attempt to use a closed file");
+    if (p->closef == NULL)
+      luaL_argerror(L, arg, "attempt to use a closed file");
     return fileno(p->f);
   }
   if (!lua_isinteger(L, arg)) luaL_typeerror(L, arg, "file or descriptor");
@@ -148,7 +149,8 @@ static bsd_iostatus impl_sendfile(lua_State *L, bsd_io *io) {
                 f->left > SENDFILE_CHUNK ? SENDFILE_CHUNK : f->left);
   guardoff(&g);
   if (n < 0) return bsd_iosyscall(io, n, BSD_WANT_WRITE);
-  if (n == 0) return BSD_IO_DONE;       /* the file ended first: a short count */
+  /* the file ended first: a short count */
+  if (n == 0) return BSD_IO_DONE;
   f->offset += (off_t)n;
   f->done += (size_t)n;
   f->left -= (size_t)n;
@@ -224,8 +226,9 @@ static int pipe_gc(lua_State *L) {
 ** the pipe to dst, with the two sockets swapped, so that a task waits on
 ** (and a message names) the socket the half works on. */
 #define PHASE2 1
-#define CTX(moved, inpipe, phase) \
-  ((lua_KContext)(((lua_Integer)(moved) << 22) | ((lua_Integer)(inpipe) << 1) | (phase)))
+#define CTX(moved, inpipe, phase)                                              \
+  ((lua_KContext)(((lua_Integer)(moved) << 22) | ((lua_Integer)(inpipe) << 1)  \
+                  | (phase)))
 #define CTX_MOVED(c)  ((size_t)((c) >> 22))
 #define CTX_INPIPE(c) ((size_t)(((c) >> 1) & 0x1FFFFF))
 
@@ -240,7 +243,8 @@ static bsd_iostatus impl_splicein(lua_State *L, bsd_io *io) {
   spliceargs *a = (spliceargs *)io->data;
   ssize_t n;
   (void)L;
-  n = splice(io->s->fd, NULL, a->p->fd[1], NULL, a->max, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+  n = splice(io->s->fd, NULL, a->p->fd[1], NULL, a->max,
+             SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
   if (n < 0) return bsd_iosyscall(io, n, BSD_WANT_READ);
   a->moved = a->inpipe = (size_t)n;
   return BSD_IO_DONE;
@@ -253,7 +257,8 @@ static bsd_iostatus impl_spliceout(lua_State *L, bsd_io *io) {
   pipeguard g;
   if (a->inpipe == 0) return BSD_IO_DONE;
   guardon(&g);
-  n = splice(a->p->fd[0], NULL, io->s->fd, NULL, a->inpipe, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+  n = splice(a->p->fd[0], NULL, io->s->fd, NULL, a->inpipe,
+             SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
   guardoff(&g);
   if (n < 0) return bsd_iosyscall(io, n, BSD_WANT_WRITE);
   a->inpipe -= (size_t)n;
@@ -278,7 +283,8 @@ static int op_splice(lua_State *L, int status, lua_KContext ctx) {
     bsd_iobegin(L, &io, "splice", status, 4);
     io.impl = impl_splicein;
     io.data = &a;
-    if ((r = bsd_iorun(L, &io, 0, op_splice)) != BSD_IO_FINISHED) return splicefail(&a, r);
+    if ((r = bsd_iorun(L, &io, 0, op_splice)) != BSD_IO_FINISHED)
+      return splicefail(&a, r);
     if (a.moved == 0) {
       closepipe(a.p);
       lua_pushinteger(L, 0);
@@ -296,7 +302,8 @@ static int op_splice(lua_State *L, int status, lua_KContext ctx) {
   bsd_iobeginwith(L, &io, bsd_checksocket(L, 1), "splice", status, 4);
   io.impl = impl_spliceout;
   io.data = &a;
-  if ((r = bsd_iorun(L, &io, ctx, op_splice)) != BSD_IO_FINISHED) return splicefail(&a, r);
+  if ((r = bsd_iorun(L, &io, ctx, op_splice)) != BSD_IO_FINISHED)
+    return splicefail(&a, r);
   closepipe(a.p);
   lua_pushinteger(L, (lua_Integer)a.moved);
   return 1;

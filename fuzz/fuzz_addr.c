@@ -27,11 +27,13 @@
 
 int luaopen_bsdsocket_core(lua_State *L);
 
-typedef int (*gai_fn)(const char *, const char *, const struct addrinfo *, struct addrinfo **);
-typedef int (*gni_fn)(const struct sockaddr *, socklen_t, char *, socklen_t, char *, socklen_t, int);
+typedef int (*gai_fn)(const char *, const char *, const struct addrinfo *,
+                      struct addrinfo **);
+typedef int (*gni_fn)(const struct sockaddr *, socklen_t, char *, socklen_t,
+                      char *, socklen_t, int);
 
-int getaddrinfo(const char *node, const char *service, const struct addrinfo *hints,
-                struct addrinfo **res) {
+int getaddrinfo(const char *node, const char *service,
+                const struct addrinfo *hints, struct addrinfo **res) {
   static gai_fn real;
   struct addrinfo h;
   if (!real) real = (gai_fn)dlsym(RTLD_NEXT, "getaddrinfo");
@@ -41,11 +43,12 @@ int getaddrinfo(const char *node, const char *service, const struct addrinfo *hi
   return real(node, service, &h, res);
 }
 
-int getnameinfo(const struct sockaddr *sa, socklen_t salen, char *host, socklen_t hostlen,
-                char *serv, socklen_t servlen, int flags) {
+int getnameinfo(const struct sockaddr *sa, socklen_t salen, char *host,
+                socklen_t hostlen, char *serv, socklen_t servlen, int flags) {
   static gni_fn real;
   if (!real) real = (gni_fn)dlsym(RTLD_NEXT, "getnameinfo");
-  return real(sa, salen, host, hostlen, serv, servlen, flags | NI_NUMERICHOST | NI_NUMERICSERV);
+  return real(sa, salen, host, hostlen, serv, servlen,
+              flags | NI_NUMERICHOST | NI_NUMERICSERV);
 }
 
 /* ---- decoding the input ---- */
@@ -59,25 +62,52 @@ static int byte(in *d) {
 }
 
 static const lua_Integer interesting[] = {
-  0, 1, -1, 80, 65535, 65536, -65536, 0x7FFFFFFF, -0x7FFFFFFF - 1, 0x80000000LL,
-  0xFFFFFFFFLL, 0x100000000LL, (lua_Integer)0x7FFFFFFFFFFFFFFFLL, (lua_Integer)(-0x7FFFFFFFFFFFFFFFLL - 1),
-  2, 10, 1, 2, 3, 5, 10, 17, 6, 0x400, 0x8, 0x20, 0x100
-};
+    0,
+    1,
+    -1,
+    80,
+    65535,
+    65536,
+    -65536,
+    0x7FFFFFFF,
+    -0x7FFFFFFF - 1,
+    0x80000000LL,
+    0xFFFFFFFFLL,
+    0x100000000LL,
+    (lua_Integer)0x7FFFFFFFFFFFFFFFLL,
+    (lua_Integer)(-0x7FFFFFFFFFFFFFFFLL - 1),
+    2,
+    10,
+    1,
+    2,
+    3,
+    5,
+    10,
+    17,
+    6,
+    0x400,
+    0x8,
+    0x20,
+    0x100};
 
 static void pushint(lua_State *L, in *d) {
   int k = byte(d);
-  if (k < 128) lua_pushinteger(L, interesting[k % (sizeof interesting / sizeof interesting[0])]);
+  if (k < 128)
+    lua_pushinteger(
+        L, interesting[k % (sizeof interesting / sizeof interesting[0])]);
   else {
     lua_Integer v = 0;
     int i;
-    for (i = 0; i < 8; i++) v = (lua_Integer)(((uint64_t)v << 8) | (uint64_t)byte(d));
+    for (i = 0; i < 8; i++)
+      v = (lua_Integer)(((uint64_t)v << 8) | (uint64_t)byte(d));
     lua_pushinteger(L, v);
   }
 }
 
 static void pushstr(lua_State *L, in *d) {
   size_t len = (size_t)byte(d);
-  if (len == 255) len = 255 + (size_t)byte(d) * 4;   /* longer than sun_path now and then */
+  /* longer than sun_path now and then */
+  if (len == 255) len = 255 + (size_t)byte(d) * 4;
   if (len > d->n) len = d->n;
   lua_pushlstring(L, (const char *)d->p, len);
   d->p += len;
@@ -90,7 +120,8 @@ static void pushvalue(lua_State *L, in *d) {
     case 0: case 1: case 2: pushstr(L, d); break;
     case 3: case 4: pushint(L, d); break;
     case 5: lua_pushnil(L); break;
-    case 6: lua_pushnumber(L, (lua_Number)(int8_t)byte(d) / 4.0); break;  /* fractions */
+    /* fractions */
+    case 6: lua_pushnumber(L, (lua_Number)(int8_t)byte(d) / 4.0); break;
     default: lua_newtable(L);
   }
 }
@@ -128,7 +159,8 @@ static int run(lua_State *L) {
       break;
     case 2: { /* S.getaddrinfo(host, service, hints) */
       int i;
-      static const char *const fields[] = {"family", "socktype", "protocol", "flags"};
+      static const char *const fields[] = {"family", "socktype", "protocol",
+                                           "flags"};
       lua_getfield(L, top, "getaddrinfo");
       pushvalue(L, d);
       pushvalue(L, d);

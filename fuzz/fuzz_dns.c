@@ -88,7 +88,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   prevline = 0;
   lua_rawgeti(L0, LUA_REGISTRYINDEX, feed);
   lua_pushlstring(L0, (const char *)data, size);
-  if (lua_pcall(L0, 1, 1, 0) != LUA_OK) {   /* the harness's own checks failed */
+  /* the harness's own checks failed */
+  if (lua_pcall(L0, 1, 1, 0) != LUA_OK) {
     fprintf(stderr, "fuzz_dns: %s\n", lua_tostring(L0, -1));
     abort();
   }
