@@ -223,9 +223,13 @@ end
 
 local invalidate  -- select's cache of an object's registration (defined with select)
 
+-- rn: the count of the last receive(n), for the fast path; NaN equals no
+-- pattern
+local NORN = 0 / 0
+
 local function newobj(mt, sock, family)
   return setmetatable({ sock = sock, family = family, buf = "", tb = -1, tt = -1,
-    fast = true, nrecv = 0, nsent = 0, birth = monotime() }, mt)
+    fast = true, nb = false, rn = NORN, nrecv = 0, nsent = 0, birth = monotime() }, mt)
 end
 
 -- the native timeout for the next wait of a call that started at t0
@@ -241,8 +245,10 @@ end
 -- applies the block timeout to the socket (the total one is set per call)
 local function applytimeout(self)
   -- fast: no total timeout and not non-blocking, so receive(n) and send(data)
-  -- are one recvall / sendall of the core
+  -- are one recvall / sendall of the core; nb: non-blocking (block timeout
+  -- 0, no total timeout), so receive(n) is one recv
   self.fast = self.tt < 0 and self.tb ~= 0
+  self.nb = self.tt < 0 and self.tb == 0
   local sock = self.sock
   if not sock then return end
   if self.tt >= 0 then sock:settimeout(0)
@@ -643,10 +649,25 @@ end
 
 function tcp.receive(self, pattern, prefix)
   local sock = self.sock
+  if pattern == self.rn and prefix == nil and self.nb and self.buf == "" and sock then
+    -- the server loop's call: a non-blocking receive(n) with the count of
+    -- the last receive(n) (rn: a positive integer), nothing buffered. One
+    -- recv; fewer than n bytes is a timeout with a partial result (what
+    -- LuaSocket's next recv would say, without the system call).
+    local n = self.rn
+    local data, msg, code = sock:recv(n)
+    if not data then return nil, errstr(msg, code), "" end
+    local got = #data
+    if got == 0 then return nil, "closed", "" end
+    self.nrecv = self.nrecv + got
+    if got == n then return data end
+    return nil, "timeout", data
+  end
   if prefix == nil and self.buf == "" and type(pattern) == "number" and self.tt < 0 and sock then
     -- the common cases first: receive(n), nothing buffered, no total timeout
     local n = bytecount(pattern) or 0
     if n > 0 then
+      if n == pattern then self.rn = n end
       if self.tb ~= 0 then
         -- blocking (with or without a block timeout): the core reads n
         -- bytes. A large n starts with one recv (the core's reused buffer,
@@ -1145,9 +1166,10 @@ local function addresult(t, o)
   end
 end
 
-local function checkset(t, n)
+-- raises unless t is a table (level: select's caller's)
+local function checkset(t, n, level)
   if t ~= nil and type(t) ~= "table" then
-    error(format("bad argument #%d to 'select' (table expected, got %s)", n, type(t)), 3)
+    error(format("bad argument #%d to 'select' (table expected, got %s)", n, type(t)), level)
   end
 end
 
@@ -1249,6 +1271,33 @@ local function taskwait(p, wait)
   else loop.sleep(wait and math.min(wait, 0.01) or 0.01) end
 end
 
+-- walks set (argument argn of select, bit 1 read or 2 write) against its
+-- shadow in recs: compares up to the first difference, walks from there.
+-- Returns r (results so far, nil for none), foreign, and the set's record.
+local function scan(st, recs, set, argn, bit, r, foreign)
+  local rec = recs[set]
+  if rec and rec.epoch == epoch then
+    local sh = rec.sh
+    for i = 1, huge do
+      if set[i] ~= sh[i] then
+        -- the end of an unchanged set is nil against MARK at m + 1
+        if set[i] ~= nil or i <= rec.m then r, foreign = walk(st, set, rec, bit, i, r, foreign) end
+        break
+      end
+    end
+  else
+    if not rec then
+      checkset(set, argn, 4)
+      rec = newrec()
+      recs[set] = rec
+    end
+    r, foreign = walk(st, set, rec, bit, 1, r, foreign)
+  end
+  return r, foreign, rec
+end
+
+local mainst  -- the main thread's state
+
 function socket.select(recvt, sendt, timeout)
   if timeout ~= nil then
     timeout = tonumber(timeout)
@@ -1258,57 +1307,52 @@ function socket.select(recvt, sendt, timeout)
     epoch = epoch + 1
     probe = setmetatable({ {} }, WEAKV)
   end
-  local co = corunning()
-  local intask = tasks[co] ~= nil
-  if intask and type(recvt) == "table" and recvt[2] == nil
-      and (sendt == nil or type(sendt) == "table" and sendt[1] == nil) then
-    local o = recvt[1]
-    if o ~= nil and isobj(o) then
-      local t0 = timeout and monotime()
-      local r, w, err = waitone(o, timeout)
-      if r then return r, w, err end
-      if timeout then
-        timeout = timeout - (monotime() - t0)
-        if timeout < 0 then timeout = 0 end
+  local co, ismain = corunning()
+  local st, intask
+  if ismain then
+    st, intask = mainst, false
+    if not st then
+      st = states[co] or state()
+      mainst = st
+    end
+  else
+    intask = tasks[co] ~= nil
+    if intask and type(recvt) == "table" and recvt[2] == nil
+        and (sendt == nil or type(sendt) == "table" and sendt[1] == nil) then
+      local o = recvt[1]
+      if o ~= nil and isobj(o) then
+        local t0 = timeout and monotime()
+        local r, w, err = waitone(o, timeout)
+        if r then return r, w, err end
+        if timeout then
+          timeout = timeout - (monotime() - t0)
+          if timeout < 0 then timeout = 0 end
+        end
       end
     end
+    st = states[co] or state()
   end
-  local st = states[co] or state()
   local r, foreign, rrec, wrec, rp, wp, rm, wm = nil, nil, nil, nil, nil, nil, 0, 0
   if recvt ~= nil then
     local rec = st.rsets[recvt]
     if rec and rec.epoch == epoch then
-      -- the common case, inline: an unchanged set costs one comparison
+      -- scan's common case, inline: an unchanged set costs one comparison
       -- per socket
       local sh = rec.sh
       for i = 1, huge do
         if recvt[i] ~= sh[i] then
-          -- the end of an unchanged set is nil against MARK at m + 1
-          if recvt[i] ~= nil or i <= rec.m then
-            r, foreign = walk(st, recvt, rec, 1, i, r, foreign)
-          end
+          if recvt[i] ~= nil or i <= rec.m then r, foreign = walk(st, recvt, rec, 1, i, r, foreign) end
           break
         end
       end
     else
-      if not rec then
-        checkset(recvt, 1)
-        rec = newrec()
-        st.rsets[recvt] = rec
-      end
-      r, foreign = walk(st, recvt, rec, 1, 1, r, foreign)
+      r, foreign, rec = scan(st, st.rsets, recvt, 1, 1, r, foreign)
     end
     rrec, rp, rm = rec, rec.pos, rec.m
   end
   if sendt ~= nil then
-    local rec = st.wsets[sendt]
-    if not rec then
-      checkset(sendt, 2)
-      rec = newrec()
-      st.wsets[sendt] = rec
-    end
-    r, foreign = walk(st, sendt, rec, 2, 1, r, foreign)
-    wrec, wp, wm = rec, rec.pos, rec.m
+    r, foreign, wrec = scan(st, st.wsets, sendt, 2, 2, r, foreign)
+    wp, wm = wrec.pos, wrec.m
   end
   if ndirty > 0 and recvt then
     -- objects with data in their buffer are readable at once
@@ -1326,6 +1370,7 @@ function socket.select(recvt, sendt, timeout)
   if foreign then
     for fd, m in pairs(foreign) do p:add(fd, EVNAME[m]) end
   end
+  local simple = wp == nil and foreign == nil   -- reports can only be reads
   local deadline = timeout and monotime() + timeout
   local fixes
   while true do
@@ -1341,42 +1386,50 @@ function socket.select(recvt, sendt, timeout)
     end
     for key, rev in p:wait(wait) do
       local o = owner[key]
-      local hit = false
-      if o ~= nil then
-        local fm = foreign and foreign[key]
-        local inr, inw
-        if fm then inr, inw = fm & 1 ~= 0, fm & 2 ~= 0
-        else
-          -- a member: at its remembered index, before the set's end
-          local i = rp and rp[o]
-          inr = i ~= nil and i <= rm and recvt[i] == o
-          i = wp and wp[o]
-          inw = i ~= nil and i <= wm and sendt[i] == o
+      -- a member: at its remembered index, before the set's end
+      local i = rp and rp[o]
+      if simple and i ~= nil and rev & RWAKE ~= 0 and i <= rm and recvt[i] == o then
+        -- the common case: a socket of recvt, readable
+        if r == nil then r, nr = { o, [o] = 1 }, 1
+        elseif r[o] == nil then
+          nr = nr + 1
+          r[nr] = o
+          r[o] = nr
         end
-        if inr and rev & RWAKE ~= 0 then
-          hit = true
-          if r == nil then
-            r, nr = { o, [o] = 1 }, 1
-          elseif r[o] == nil then
-            nr = nr + 1
-            r[nr] = o
-            r[o] = nr
+      else
+        local hit = false
+        if o ~= nil then
+          local fm = foreign and foreign[key]
+          local inr, inw
+          if fm then inr, inw = fm & 1 ~= 0, fm & 2 ~= 0
+          else
+            inr = i ~= nil and i <= rm and recvt[i] == o
+            i = wp and wp[o]
+            inw = i ~= nil and i <= wm and sendt[i] == o
+          end
+          if inr and rev & RWAKE ~= 0 then
+            hit = true
+            if r == nil then r, nr = { o, [o] = 1 }, 1
+            elseif r[o] == nil then
+              nr = nr + 1
+              r[nr] = o
+              r[o] = nr
+            end
+          end
+          if inw and rev & WWAKE ~= 0 then
+            hit = true
+            if w == nil then w, nw = { o, [o] = 1 }, 1
+            elseif w[o] == nil then
+              nw = nw + 1
+              w[nw] = o
+              w[o] = nw
+            end
           end
         end
-        if inw and rev & WWAKE ~= 0 then
-          hit = true
-          if w == nil then
-            w, nw = { o, [o] = 1 }, 1
-          elseif w[o] == nil then
-            nw = nw + 1
-            w[nw] = o
-            w[o] = nw
-          end
+        if not hit then
+          fixes = fixes or {}
+          fixes[#fixes + 1] = key
         end
-      end
-      if not hit then
-        fixes = fixes or {}
-        fixes[#fixes + 1] = key
       end
     end
     if fixes then
