@@ -5,8 +5,8 @@
 -- answers must agree except where API.md lists a difference (DIFFERENT
 -- below, each with the answer this layer gives instead). Covers closed
 -- objects (no call on a closed object makes a new descriptor unless
--- LuaSocket's does), listen without bind, receive's patterns, and
--- receive(math.huge).
+-- LuaSocket's does), listen without bind, receive's patterns,
+-- receive(math.huge), and select over set tables that change between calls.
 local net = require "helpers.net"
 
 -- Prints "name = results" per call. Results: numbers with %g (LuaSocket
@@ -128,6 +128,72 @@ for _, case in ipairs(CASES) do
   c:close()
   a:close()
 end
+
+-- select over set tables that change between calls (bsdsocket.luasocket
+-- remembers each table's contents): UDP sockets, made readable by a
+-- datagram; each step prints the names of the readable and writable
+-- sockets, sorted, and the error
+local names = setmetatable({}, { __mode = "k" })   -- keeps no socket alive
+local function udp(name)
+  local u = assert(socket.udp())
+  assert(u:setsockname("127.0.0.1", 0))
+  names[u] = name
+  return u
+end
+local tx = assert(socket.udp())
+local function ping(u)
+  local ip, p = u:getsockname()
+  assert(tx:sendto("x", ip, p))
+end
+local function show(step, r, w, err)
+  local function list(t)
+    local l = {}
+    for _, o in ipairs(t) do l[#l + 1] = names[o] or "?" end
+    table.sort(l)
+    return table.concat(l, "+")
+  end
+  print(("select %s = [%s] [%s] %s"):format(step, list(r), list(w), tostring(err)))
+end
+local a, b, c, d, e = udp("a"), udp("b"), udp("c"), udp("d"), udp("e")
+ping(b) ping(d) ping(e)
+local set = { a, b, c, d }
+show("01 first", socket.select(set, nil, 0))
+show("02 again", socket.select(set, nil, 0))
+set[2], set[4] = set[4], nil             -- swap-remove b
+show("03 swap-remove", socket.select(set, nil, 0))
+set[1] = e                               -- replaced at the same index
+show("04 replaced", socket.select(set, nil, 0))
+set[4], set[5] = b, a                    -- grown
+show("05 grown", socket.select(set, nil, 0))
+set[2] = nil                             -- a hole: the set ends there
+show("06 hole", socket.select(set, nil, 0))
+set[2] = d
+show("07 hole filled", socket.select(set, nil, 0))
+set[1], set[2], set[3], set[4], set[5] = nil, nil, nil, nil, nil
+show("08 emptied", socket.select(set, nil, 0))
+set[1], set[2] = c, c                    -- the same socket twice
+ping(c)
+show("09 twice", socket.select(set, nil, 0))
+show("10 as both", socket.select(set, set, 0))
+local other = { c, b }
+show("11 other table", socket.select(other, nil, 0))
+show("12 write only", socket.select(nil, other, 0))
+show("13 first table again", socket.select(set, nil, 0))
+-- a hole where the socket that was there is gone (collected) since the
+-- last call: the set still ends at the hole
+do
+  local f = udp("f")
+  local g = udp("g")
+  set = { b, f, g }
+  ping(g)
+  show("14 three", socket.select(set, nil, 0))
+  set[2] = nil
+  f:close()
+end
+collectgarbage() collectgarbage()
+show("15 hole after collection", socket.select(set, nil, 0))
+set[2] = a
+show("16 filled again", socket.select(set, nil, 0))
 ]==]
 
 -- Calls whose answers differ from LuaSocket's, as API.md lists them, with
@@ -204,6 +270,15 @@ describe("bsdsocket.luasocket side by side with the real LuaSocket", function()
     assert.equal("nil, Bad file descriptor [tcp{master}]", ours["unbound listen"])
     assert.equal("1 [tcp{server}]", ours["unbound then listen"])
     same("unbound ")
+  end)
+
+  it("select over set tables that change between calls answers as LuaSocket's", function()
+    if not have() then return end
+    assert.equal("[b+d] [] nil", real["select 01 first"])
+    assert.equal("[] [] timeout", ours["select 08 emptied"])
+    assert.equal("[e] [] nil", ours["select 06 hole"])
+    assert.equal("[b] [] nil", ours["select 15 hole after collection"])
+    assert.equal(16, same("select "))
   end)
 
   it("receive takes the letter after '*' and a math.huge count as LuaSocket does", function()

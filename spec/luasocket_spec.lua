@@ -583,6 +583,30 @@ describe("bsdsocket.luasocket", function()
       c:close() a:close()
     end)
 
+    it("select on one socket in a task: buffered data at once; closed by another task meanwhile: timeout",
+       function()
+      local c, a = pair()
+      local c2, a2 = pair()
+      c:send("one\ntwo\n")
+      local got, closedr, closederr
+      loop.spawn(function()
+        assert.equal("one", a:receive())        -- "two" stays buffered
+        local r = socket.select({ a }, nil, 5)
+        got = r[1] == a and a:receive()
+        local r2, _, err = socket.select({ a2 }, nil, 0.3)
+        closedr, closederr = #r2, err
+      end)
+      loop.spawn(function()
+        loop.sleep(0.05)
+        a2:close()
+      end)
+      assert.is_true(loop.run(10))
+      assert.equal("two", got)
+      assert.equal(0, closedr)
+      assert.equal("timeout", closederr)
+      for _, s in ipairs({ c, a, c2 }) do s:close() end
+    end)
+
     it("tasks selecting at the same time each get their own sockets", function()
       local c1, a1 = pair()
       local c2, a2 = pair()
