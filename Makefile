@@ -67,8 +67,15 @@ deps-bench: deps
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
 	fi
 
+# .ci/specs runs the spec files side by side (JOBS at a time; the files of
+# spec/alone.txt alone, first) and prints busted's totals line. One file:
+# `make test SPECS=spec/x_spec.lua`, or `lua5.4 /usr/bin/busted spec/x_spec.lua`.
+# BUSTED_ARGS: busted options (--opt=value) or spec files, as before.
+SPECS ?=
+JOBS  ?= 6
+RUN_SPECS = BUSTED="$(BUSTED)" JOBS=$(JOBS) .ci/specs
 test: $(MODULE) $(TLS_MODULE) layers
-	$(BUSTED) $(BUSTED_ARGS)
+	$(RUN_SPECS) $(BUSTED_ARGS) $(SPECS)
 
 # The C files call each other one way (util <- errors <- addr <- socket <-
 # {options, msg, poller, tls} <- core): a call against the grain fails.
@@ -95,20 +102,23 @@ sanitize:
 	chmod +x build-san/bin/$(notdir $(LUA))
 	PATH="$(abspath build-san/bin):$$PATH" BSDSOCKET_SANITIZE=1 \
 	ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-	BSDSOCKET_BUILD=build-san $(BUSTED) $(BUSTED_ARGS)
+	BSDSOCKET_BUILD=build-san SPEC_TIMES=build-san/spec-times $(RUN_SPECS) $(BUSTED_ARGS) $(SPECS)
 
 # memcheck over the spec suite: invalid accesses, uninitialised values and
 # definite leaks fail it (exit 99). .ci/valgrind.supp silences Lua, busted and
 # libc noise only, never a bsdsocket frame. Child processes the specs start
 # run natively (--trace-children=no). VALGRIND_SPECS picks spec files (empty:
-# the whole suite); BSDSOCKET_LEAK_N scales leaks_spec's 100,000 down.
+# the whole suite); BSDSOCKET_LEAK_N scales leaks_spec's 100,000 down. One
+# valgrind per spec file, VALGRIND_JOBS at a time (memcheck is CPU-bound).
 VALGRIND_SPECS ?=
 VALGRIND_LEAK_N ?= 5000
+VALGRIND_JOBS ?= 3
+VALGRIND = valgrind --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite \
+	  --trace-children=no --suppressions=.ci/valgrind.supp --quiet
 valgrind: $(MODULE) $(TLS_MODULE)
-	BSDSOCKET_LEAK_N=$(VALGRIND_LEAK_N) BSDSOCKET_VALGRIND=1 \
-	valgrind --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite \
-	  --trace-children=no --suppressions=.ci/valgrind.supp --quiet \
-	  $(BUSTED) $(BUSTED_ARGS) $(VALGRIND_SPECS)
+	BSDSOCKET_LEAK_N=$(VALGRIND_LEAK_N) BSDSOCKET_VALGRIND=1 SPEC_TIMES=$(BUILD)/valgrind-times \
+	BUSTED="$(VALGRIND) $(BUSTED)" JOBS=$(VALGRIND_JOBS) SPEC_TIMEOUT=1800 \
+	  .ci/specs $(BUSTED_ARGS) $(VALGRIND_SPECS)
 
 # libFuzzer targets (clang -fsanitize=fuzzer with ASan and UBSan), each run
 # for FUZZ_TIME seconds: fuzz_addr turns fuzzed strings and integers into
