@@ -25,3 +25,23 @@ busted.subscribe({ "test", "start" }, function(element)
   end
   return nil, true
 end, { priority = 1 })
+
+-- BSDSOCKET_TEST_TIMES=FILE: each test's wall seconds and name appended to
+-- FILE, to find the slow tests of a parallel run (.ci/specs)
+local times = os.getenv("BSDSOCKET_TEST_TIMES")
+if times then
+  local clock, started = require("bsdsocket").monotime, {}
+  busted.subscribe({ "test", "start" }, function(element)
+    started[element] = clock()
+    return nil, true
+  end)
+  busted.subscribe({ "test", "end" }, function(element)
+    local f = io.open(times, "a")
+    if f and started[element] then
+      f:write(("%7.2f %s: %s\n"):format(clock() - started[element],
+        element.trace and element.trace.short_src or "?", element.name))
+      f:close()
+    end
+    return nil, true
+  end)
+end
