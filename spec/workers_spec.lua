@@ -64,7 +64,10 @@ end
 local function start(script, args, n)
   local words = {}
   for i, a in ipairs(args) do words[i] = q(a) end
-  local cmd = ("echo $$; exec env LUA_PATH='lua/?.lua;;' LUA_CPATH=%s timeout 60 lua5.4 examples/%s"
+  -- HTTP_SERVER_IDLE: http_server keeps the idle connections open until the
+  -- spec has looked at them (its 30 s default ran out on a loaded machine)
+  local cmd = ("echo $$; exec env LUA_PATH='lua/?.lua;;' LUA_CPATH=%s HTTP_SERVER_IDLE=300"
+    .. " timeout 60 lua5.4 examples/%s"
     .. " 127.0.0.1 0 %s --workers %d 2>&1"):format(q(BUILD .. "/?.so;;"), script, table.concat(words, " "), n)
   local p = assert(io.popen(cmd, "r"))
   local tpid = tonumber(p:read("l"))
