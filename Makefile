@@ -112,7 +112,7 @@ sanitize:
 # valgrind per spec file, VALGRIND_JOBS at a time (memcheck is CPU-bound).
 VALGRIND_SPECS ?=
 VALGRIND_LEAK_N ?= 5000
-VALGRIND_JOBS ?= 3
+VALGRIND_JOBS ?= 2
 VALGRIND = valgrind --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite \
 	  --trace-children=no --suppressions=.ci/valgrind.supp --quiet
 valgrind: $(MODULE) $(TLS_MODULE)
