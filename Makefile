@@ -127,8 +127,15 @@ deps-bench: deps
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
 	fi
 
+# .ci/specs runs the spec files side by side (JOBS at a time; the files of
+# spec/alone.txt alone, first) and prints busted's totals line. One file:
+# `make test SPECS=spec/x_spec.lua`, or `lua5.4 /usr/bin/busted spec/x_spec.lua`.
+# BUSTED_ARGS: busted options (--opt=value) or spec files, as before.
+SPECS ?=
+JOBS  ?= 6
+RUN_SPECS = BUSTED="$(BUSTED)" JOBS=$(JOBS) .ci/specs
 test: $(MODULE) $(TLS_MODULE) layers
-	$(BUSTED) $(BUSTED_ARGS)
+	$(RUN_SPECS) $(BUSTED_ARGS) $(SPECS)
 
 # The C files call each other one way (util <- errors <- addr <- socket <-
 # {options, msg, poller, tls} <- core): a call against the grain fails.
@@ -155,20 +162,23 @@ sanitize:
 	chmod +x build-san/bin/$(notdir $(LUA))
 	PATH="$(abspath build-san/bin):$$PATH" BSDSOCKET_SANITIZE=1 \
 	ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-	BSDSOCKET_BUILD=build-san $(BUSTED) $(BUSTED_ARGS)
+	BSDSOCKET_BUILD=build-san SPEC_TIMES=build-san/spec-times $(RUN_SPECS) $(BUSTED_ARGS) $(SPECS)
 
 # memcheck over the spec suite: invalid accesses, uninitialised values and
 # definite leaks fail it (exit 99). .ci/valgrind.supp silences Lua, busted and
 # libc noise only, never a bsdsocket frame. Child processes the specs start
 # run natively (--trace-children=no). VALGRIND_SPECS picks spec files (empty:
-# the whole suite); BSDSOCKET_LEAK_N scales leaks_spec's 100,000 down.
+# the whole suite); BSDSOCKET_LEAK_N scales leaks_spec's 100,000 down. One
+# valgrind per spec file, VALGRIND_JOBS at a time (memcheck is CPU-bound).
 VALGRIND_SPECS ?=
 VALGRIND_LEAK_N ?= 5000
+VALGRIND_JOBS ?= 2
+VALGRIND = valgrind --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite \
+	  --trace-children=no --suppressions=.ci/valgrind.supp --quiet
 valgrind: $(MODULE) $(TLS_MODULE)
-	BSDSOCKET_LEAK_N=$(VALGRIND_LEAK_N) BSDSOCKET_VALGRIND=1 \
-	valgrind --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite \
-	  --trace-children=no --suppressions=.ci/valgrind.supp --quiet \
-	  $(BUSTED) $(BUSTED_ARGS) $(VALGRIND_SPECS)
+	BSDSOCKET_LEAK_N=$(VALGRIND_LEAK_N) BSDSOCKET_VALGRIND=1 SPEC_TIMES=$(BUILD)/valgrind-times \
+	BUSTED="$(VALGRIND) $(BUSTED)" JOBS=$(VALGRIND_JOBS) SPEC_TIMEOUT=1800 \
+	  .ci/specs $(BUSTED_ARGS) $(VALGRIND_SPECS)
 
 # libFuzzer targets (clang -fsanitize=fuzzer with ASan and UBSan), each run
 # for FUZZ_TIME seconds: fuzz_addr turns fuzzed strings and integers into
@@ -305,7 +315,8 @@ check-lua55: $(BUSTED_C:%=build/lua55/%) build/lua55/lib/.compat \
   build/lua55/liblua.a
 	$(MAKE) BUILD=build/lua55 LUA_INC=-I$(V55) all
 	build/lua55/bin/lua .ci/loadall.lua $(shell git ls-files '*.lua')
-	$(call XENV,lua55,$(V55)) build/lua55/bin/lua /usr/bin/busted $(BUSTED_ARGS)
+	$(call XENV,lua55,$(V55)) BUSTED="build/lua55/bin/lua /usr/bin/busted" \
+	  JOBS=$(JOBS) SPEC_TIMES=build/lua55/spec-times .ci/specs $(BUSTED_ARGS)
 
 # Lua 5.4.6 and the core module built with musl-gcc -Werror; the demo, then
 # the specs except those of bsdsocket.tls (MUSL_SKIP: OpenSSL here is built
@@ -316,8 +327,10 @@ check-musl: $(BUSTED_C:%=build/musl/%) build/musl/liblua.a
 	$(MAKE) CC=musl-gcc BUILD=build/musl LUA_INC=-I$(V54) HAVE_OPENSSL= all
 	LUA_PATH="lua/?.lua;lua/?/init.lua;;" LUA_CPATH="build/musl/?.so;;" \
 	  build/musl/bin/lua examples/demo.lua
-	$(call XENV,musl,$(V54)) CC=musl-gcc build/musl/bin/lua \
-	  /usr/bin/busted $(MUSL_SKIP:%=--exclude-pattern=^%_spec) $(BUSTED_ARGS)
+	$(call XENV,musl,$(V54)) CC=musl-gcc \
+	  BUSTED="build/musl/bin/lua /usr/bin/busted" JOBS=$(JOBS) \
+	  SPEC_TIMES=build/musl/spec-times .ci/specs $(BUSTED_ARGS) \
+	  $(filter-out $(MUSL_SKIP:%=spec/%_spec.lua),$(wildcard spec/*_spec.lua))
 
 # A server and a client talking over loopback.
 demo: $(MODULE)
@@ -368,13 +381,15 @@ check-fallbacks:
 	  build-fallback/bsdsocket/core.so
 	$(if $(HAVE_OPENSSL),$(MAKE) BUILD=build-fallback \
 	  build-fallback/bsdsocket/tls.so)
-	BSDSOCKET_BUILD=build-fallback $(BUSTED) $(FALLBACK_SPECS)
+	BSDSOCKET_BUILD=build-fallback BUSTED="$(BUSTED)" JOBS=$(JOBS) \
+	  SPEC_TIMES=build-fallback/spec-times .ci/specs $(FALLBACK_SPECS)
 	@# sendfile(2) itself with sigwait taking off its SIGPIPE (macOS has
 	@# no sigtimedwait)
 	$(MAKE) BUILD=build-fallback/nosigtimedwait \
 	  CFLAGS="-DBSD_NO_SIGTIMEDWAIT -DBSD_FALLBACK_BUILD" \
 	  build-fallback/nosigtimedwait/bsdsocket/core.so
-	BSDSOCKET_BUILD=build-fallback/nosigtimedwait $(BUSTED) \
+	BSDSOCKET_BUILD=build-fallback/nosigtimedwait BUSTED="$(BUSTED)" \
+	  SPEC_TIMES=build-fallback/spec-times .ci/specs \
 	  spec/zerocopy_spec.lua spec/platform_spec.lua
 
 # Every csrc/ file compiled (-fsyntax-only -Werror) against macOS's or

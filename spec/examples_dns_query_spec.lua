@@ -44,7 +44,8 @@ describe("examples/dns_query.lua", function()
       "no-resolv", "no-hosts", "no-poll", "pid-file=", "log-facility=-",
       RECORDS, table.concat(big, "\n"), "" }, "\n"))
     local bin = os.execute("command -v dnsmasq >/dev/null") and "dnsmasq" or "/usr/sbin/dnsmasq"
-    dnsmasq = X.spawn(X.native("%s -k -C %s"):format(bin, X.shquote(dir .. "/dnsmasq.conf")))
+    dnsmasq = X.spawn(X.native("%s -k -C %s"):format(bin, X.shquote(dir .. "/dnsmasq.conf")),
+      { limit = 120 })   -- it serves the whole file
     -- Ready once it accepts TCP connections.
     for _ = 1, 100 do
       local c <close> = assert(S.socket(S.AF_INET, S.SOCK_STREAM))

@@ -19,9 +19,11 @@ describe("examples/http_get.lua", function()
     assert(os.execute("mkdir -m 700 " .. X.shquote(dir) .. " " .. X.shquote(dir .. "/sub")))
     X.writefile(dir .. "/hello.txt", "hello from python's http.server\n")
     X.writefile(dir .. "/sub/blob.bin", pattern(200000))
-    www = X.spawn(X.native("python3 -u -m http.server 0 --bind 127.0.0.1 --directory %s"):format(X.shquote(dir)))
+    -- both serve the whole file: 120 s, not the 20 s of one command
+    www = X.spawn(X.native("python3 -u -m http.server 0 --bind 127.0.0.1 --directory %s"):format(X.shquote(dir)),
+      { limit = 120 })
     wport = tonumber(www:expect("port (%d+)"))
-    peer, pport = X.start_peer("http")
+    peer, pport = X.start_peer("http", nil, { limit = 120 })
   end)
   teardown(function()
     if www then www:kill() end

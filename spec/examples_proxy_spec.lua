@@ -38,7 +38,7 @@ describe("examples/tcp_proxy.lua", function()
     probe:close()
     local listener = X.spawn(X.native("nc -l 127.0.0.1 " .. tport), { stdin = "from the listener\n" })
     finally(listener.kill)
-    net.sleep(0.2)  -- nc listens before the proxy's first connect
+    assert(require("helpers.wait").listening(tport, 10), "nc did not listen")
     local proxy, port = X.start_example("tcp_proxy", { "0", "127.0.0.1", tport })
     finally(proxy.kill)
     -- -N: shut the socket down for writing at the end of stdin, so the

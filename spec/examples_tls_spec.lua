@@ -23,7 +23,8 @@ describe("TLS examples", function()
     wport = www:port()
     plain = bg.start("python3 -u -m http.server 0 --bind 127.0.0.1 --directory "
       .. X.shquote(c.dir .. "/www"), 120)
-    pport = tonumber(plain:waitfor("port (%d+)", 10))
+    local port, out = plain:waitfor("port (%d+)", 30)
+    pport = assert(tonumber(port), "python3 -m http.server did not start: " .. tostring(out))
   end)
   teardown(function()
     if www then www.cleanup() end

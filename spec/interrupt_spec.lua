@@ -5,6 +5,7 @@
 -- signal's EINTR is retried (faults_spec proves that with SIGUSR1).
 local net = require "helpers.net"
 local S = require "bsdsocket"
+local wait = require "helpers.wait"
 
 -- Starts code in a child lua5.4, lets it block for a moment, sends SIGINT and
 -- returns whether it exited within 3 s, and its output.
@@ -13,7 +14,7 @@ local function interrupt(code)
   local ok, out = pcall(function()
     local deadline = S.monotime() + 5
     while not h.output():find("ready\n", 1, true) and S.monotime() < deadline do net.sleep(0.02) end
-    net.sleep(0.3)  -- into the blocking call
+    wait.blocked(h.pid, 5)  -- into the blocking call
     h:kill("INT")
     return h:wait(3), h.output()
   end)
@@ -102,9 +103,9 @@ describe("Ctrl-C (SIGINT) interrupts", function()
       if not pid then net.sleep(0.02) end
     until pid or S.monotime() > deadline
     assert.is_truthy(pid, "the REPL did not start")
-    net.sleep(0.3)
+    wait.blocked(pid, 5)                 -- in a:recv(1)
     os.execute("kill -INT " .. pid)
-    net.sleep(0.3)
+    wait.output(function() return net.readfile(outfile) end, "interrupted!", 5)
     feed:write('print("after", b:send("x"), a:recv(1))\n', 'os.exit(0)\n')
     feed:close()
     deadline = S.monotime() + 5

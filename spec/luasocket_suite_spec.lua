@@ -13,8 +13,14 @@
 -- to fail; some sandboxes accept any TCP connect, so when `unshare -n` works
 -- the two processes run in a private network namespace with only loopback.
 -- testclnt.lua reports a failure by printing "ERROR:" and exiting with
--- status 0, so the spec reads its output. The run takes about 50 seconds
--- (its timeout cases sleep).
+-- status 0, so the spec reads its output.
+--
+-- The suite sleeps most of its 50 seconds (its timeout cases pause 1 to 3 s
+-- each), so it runs in parts side by side: each part is testclnt.lua's
+-- definitions and control connection, some of its top-level sections
+-- (unchanged text, in their order) and its closing section, against a
+-- testsrvr.lua of its own. The spec checks that the parts hold every
+-- section exactly once, and every check the whole run had, per part.
 local net = require "helpers.net"
 
 local function exists(path)
@@ -31,6 +37,57 @@ local function testsdir()
     if exists(dir .. "/testclnt.lua") then return dir end
   end
   error("LuaSocket's test suite not found in ../shared/luasocket-tests (see its README)")
+end
+
+-- testclnt.lua cut at its top-level `test("...")` calls: the text before
+-- the first (definitions, control connection), the sections, the closing
+local function sections(text)
+  local first = assert(text:find('\ntest("method registration")', 1, true))
+  local prelude, rest, list = text:sub(1, first), text:sub(first + 1), {}
+  local at = 1
+  while at <= #rest do
+    local nxt = rest:find('\ntest%(', at) or #rest
+    list[#list + 1] = rest:sub(at, nxt)
+    at = nxt + 1
+  end
+  return prelude, list
+end
+
+-- section names each part runs besides the closing ones; the timeout cases
+-- sleep about 9 s per section, the rest take the same together
+local PARTS = {
+  { from = "method registration", to = "raw transfer" },
+  { from = "non-blocking transfer" },
+  { from = "total timeout on send" },
+  { from = "total timeout on receive" },
+  { from = "blocking timeout on send" },
+  { from = "blocking timeout on receive" },
+}
+
+local function split(text)
+  local prelude, list = sections(text)
+  local closing = {}
+  while list[#list] and (list[#list]:find("shutting server down", 1, true)
+    or list[#list]:find("done in", 1, true)) do
+    table.insert(closing, 1, table.remove(list))
+  end
+  assert(#closing == 2, "testclnt.lua's closing sections not found")
+  local name = function(sec) return sec and sec:match('^test%("([^"]*)"') end
+  local parts, used = {}, 0
+  for i, p in ipairs(PARTS) do
+    local body, on = {}, false
+    for j, sec in ipairs(list) do
+      if name(sec) == p.from then on = true end
+      if on then body[#body + 1] = sec used = used + 1 list[j] = false end
+      if on and name(sec) == (p.to or p.from) then break end
+    end
+    assert(#body > 0, "no section " .. p.from)
+    parts[i] = prelude .. table.concat(body) .. table.concat(closing)
+  end
+  for _, sec in ipairs(list) do
+    assert(sec == false, "a section in no part: " .. tostring(sec))
+  end
+  return parts, used
 end
 
 local function sh(cmd)
@@ -50,61 +107,99 @@ describe("LuaSocket's own test suite on bsdsocket.luasocket", function()
       .. " LUA_CPATH=" .. net.shquote(build .. "/?.so") .. " LUASOCKET_DEBUG=1"
 
     -- the real LuaSocket is out of reach with this path
-    local out, ok = sh("cd " .. net.shquote(dir) .. " && " .. env .. " " .. net.lua .. " -e 'require \"socket\"'")
+    local out, ok = sh("cd " .. net.shquote(dir) .. " && " .. env .. " lua5.4 -e 'require \"socket\"'")
     assert.is_falsy(ok, "LuaSocket is reachable: " .. out)
     assert.matches("module 'socket' not found", out)
 
     local tmp = net.tmpdir()
+    local parts = split(net.readfile(dir .. "/testclnt.lua"))
+    for i, text in ipairs(parts) do
+      local f = assert(io.open(tmp:path("part" .. i .. ".lua"), "w"))
+      f:write(text)
+      f:close()
+    end
     local script = tmp:path("run.sh")
     local f = assert(io.open(script, "w"))
+    -- each part: a server on port 0 that says which port it got (its first
+    -- bind), then its client once the server waits for it
     f:write(([[
 set -u
 cd %s
 export %s
+tmp=%s
 [ -n "${PRIVATE_NET:-}" ] && ip link set lo up
-port=$(@LUA@ -e 'local S = require "bsdsocket"
-  local s = S.socket(S.AF_INET, S.SOCK_STREAM) assert(s:bind("127.0.0.1", 0))
-  print(s:getsockname().port)')
 marker='io.stderr:write("answered by: ", require("socket")._VERSION, "\n")'
-@LUA150@ -l bsdsocket.luasocket -e "$marker port = $port" testsrvr.lua > %s 2>&1 &
-server=$!
-for _ in $(seq 50); do grep -q "waiting for client" %s && break; sleep 0.1; done
+tellport='local s = require "socket" local bind = s.bind
+  s.bind = function(...) local srv = assert(bind(...)) s.bind = bind
+    io.stderr:write("port: ", select(2, srv:getsockname()), "\n") return srv end'
 # its select case opens socket._SETSIZE + 1 sockets: the open-file limit
 # here, kept moderate so that the case stays quick
 ulimit -n 4096
-@LUA140@ -l bsdsocket.luasocket -e "$marker port = $port" testclnt.lua
-echo "client exit: $?"
-kill $server 2>/dev/null
-wait $server 2>/dev/null
-]]):gsub("@LUA(%d*)@", function(n)   -- the interpreter, bounded or not
-      return n == "" and net.lua or net.luacmd(n)
-    end):format(net.shquote(dir), env, net.shquote(tmp:path("server.out")), net.shquote(tmp:path("server.out"))))
+clients=""
+for i in $(seq %d); do
+  @LUA150@ -l bsdsocket.luasocket -e "$marker $tellport port = 0" testsrvr.lua \
+    > $tmp/server$i.out 2>&1 &
+  echo $! > $tmp/server$i.pid
+  port=""
+  for _ in $(seq 500); do
+    grep -q "waiting for client" $tmp/server$i.out && \
+      port=$(sed -n 's/^port: \([0-9]*\)$/\1/p' $tmp/server$i.out) && break
+    sleep 0.01
+  done
+  (@LUA140@ -l bsdsocket.luasocket -e "$marker port = ${port:-1}" $tmp/part$i.lua \
+    > $tmp/client$i.out 2>&1; echo "client exit: $?" >> $tmp/client$i.out) &
+  clients="$clients $!"
+done
+wait $clients
+for i in $(seq %d); do kill $(cat $tmp/server$i.pid) 2>/dev/null; done
+wait
+]]):gsub("@LUA(%d+)@", function(n) return net.luacmd(tonumber(n)) end)
+      :format(net.shquote(dir), env, net.shquote(tmp:path("")), #parts, #parts))
     f:close()
     local runner = "bash " .. net.shquote(script)
     local _, private = sh("unshare -n true")
     if private then runner = "unshare -n env PRIVATE_NET=1 " .. runner end
-    local client
-    client = sh(net.timeout(170) .. " " .. runner)
-    local server = net.readfile(tmp:path("server.out")) or ""
+    local log = sh(net.timeout(170) .. " " .. runner)
+    local clients, servers = {}, {}
+    for i = 1, #parts do
+      clients[i] = net.readfile(tmp:path("client" .. i .. ".out")) or ""
+      servers[i] = net.readfile(tmp:path("server" .. i .. ".out")) or ""
+    end
     tmp:remove()
 
-    assert.matches("answered by: LuaSocket 3%.%d+%.%d+ %(bsdsocket%)", server)
-    assert.matches("server: waiting for client connection", server)
-    assert.matches("answered by: LuaSocket 3%.%d+%.%d+ %(bsdsocket%)", client)
-    assert.is_nil(client:find("ERROR:", 1, true), client)
-    assert.matches("client exit: 0", client)
-    -- it got to the end: every section ran
+    for i = 1, #parts do
+      local client, server = clients[i], servers[i]
+      local what = ("part %d (%s):\n%s\n%s\n%s"):format(i, PARTS[i].from, log, client, server)
+      local function has(pat, str) assert(str:find(pat), "no " .. pat .. " in " .. what) end
+      has("answered by: LuaSocket 3%.%d+%.%d+ %(bsdsocket%)", server)
+      has("server: waiting for client connection", server)
+      has("answered by: LuaSocket 3%.%d+%.%d+ %(bsdsocket%)", client)
+      assert.is_nil(client:find("ERROR:", 1, true), what)
+      has("client exit: 0", client)
+      has("testing: shutting server down", client)
+      has("testing: done in [%d.]+s", client)   -- it got to the end
+      has("os%.exit%(%)", server)       -- the server got the last command
+    end
+    local client = table.concat(clients)
+    -- every section ran
     for _, section in ipairs({ "method registration", "closed connection detection",
       "partial receive", "select function", "read after close", "write after close",
       "connect function", "rebinding", "active close", "accept function", "getstats test",
       "character line", "mixed patterns", "binary line", "raw transfer",
       "non%-blocking transfer", "total timeout on send", "total timeout on receive",
-      "blocking timeout on send", "blocking timeout on receive", "shutting server down" }) do
+      "blocking timeout on send", "blocking timeout on receive" }) do
       assert.matches("testing: " .. section, client)
     end
-    assert.matches("testing: done in [%d.]+s", client)
-    assert.matches("os%.exit%(%)", server)       -- the server got the last command
     -- _SETSIZE is the open-file limit: the suite could not open more sockets than that
     assert.matches("unable to create enough sockets", client)
+  end)
+
+  it("its parts hold every section of testclnt.lua exactly once", function()
+    local text = net.readfile(testsdir() .. "/testclnt.lua")
+    local prelude, list = sections(text)
+    assert.equal(text, prelude .. table.concat(list))
+    local parts, used = split(text)
+    assert.equal(#PARTS, #parts)
+    assert.equal(#list - 2, used)
   end)
 end)

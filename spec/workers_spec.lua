@@ -71,7 +71,10 @@ local function start(script, args, n, opts)
   opts = opts or {}
   local words = {}
   for i, a in ipairs(args) do words[i] = q(a) end
-  local cmd = ("echo $$; exec env LUA_PATH='lua/?.lua;;' LUA_CPATH=%s %s " .. net.luacmd(60) .. " examples/%s"
+  -- HTTP_SERVER_IDLE: http_server keeps the idle connections open until the
+  -- spec has looked at them (its 30 s default ran out on a loaded machine)
+  local cmd = ("echo $$; exec env LUA_PATH='lua/?.lua;;' LUA_CPATH=%s HTTP_SERVER_IDLE=300 %s "
+    .. net.luacmd(60) .. " examples/%s"
     .. " 127.0.0.1 0 %s --workers %d %s"):format(q(BUILD .. "/?.so;;"), opts.env or "", script,
     table.concat(words, " "), n, opts.stderr and "2>" .. q(opts.stderr) or "2>&1")
   local p = assert(io.popen(cmd, "r"))

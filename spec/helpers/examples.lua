@@ -69,7 +69,9 @@ end
 
 -- Starts a long-running command with its stdout on a pipe (stderr too with
 -- opts.merge, else into a file; stdin from opts.stdin, a string, or
--- /dev/null). Returns a process object:
+-- /dev/null; opts.limit: seconds it may run, LIMIT by default: a server that
+-- a whole spec file shares, started in setup(), needs the file's time, as
+-- bg.start's servers have). Returns a process object:
 --   p:line()            next line of output, nil at the end
 --   p:expect(pattern)   reads lines until one matches; returns the captures
 --   p:kill()            SIGTERM, then waits for it (safe to call twice)
@@ -84,7 +86,7 @@ function M.spawn(cmd, opts)
   local redirect = opts.merge and "2>&1" or ("2>" .. errf)
   -- sh prints its pid, then becomes `timeout`, which passes SIGTERM on.
   local pipe = assert(io.popen(("echo $$; exec %s %s <%s %s")
-    :format(net.timeout(M.LIMIT), cmd, inp, redirect), "r"))
+    :format(net.timeout(opts.limit or M.LIMIT), cmd, inp, redirect), "r"))
   local pid = assert(tonumber(pipe:read("l")), "no pid from the child shell")
   local p = { pid = pid, seen = {} }
   function p.line()
@@ -133,8 +135,8 @@ function M.spawn(cmd, opts)
 end
 
 -- Starts a python3 peer server and returns it and the port it announced.
-function M.start_peer(command, args)
-  local p = M.spawn(M.peer(command, args))
+function M.start_peer(command, args, opts)
+  local p = M.spawn(M.peer(command, args), opts)
   local port = tonumber(p:expect("^port (%d+)$"))
   return p, port
 end
