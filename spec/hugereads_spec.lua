@@ -74,7 +74,11 @@ describe("huge reads", function()
     end
     local grown = vmrss_kib() - rss0
     assert.equal(2000 * 65536, got)
-    assert.is_true(grown < 32 * 1024, "VmRSS grew " .. grown .. " KiB")
+    -- ASan's quarantine and valgrind's allocator keep freed blocks: the
+    -- resident set says nothing there (their own reports do the work)
+    if not (os.getenv("BSDSOCKET_SANITIZE") or os.getenv("BSDSOCKET_VALGRIND")) then
+      assert.is_true(grown < 32 * 1024, "VmRSS grew " .. grown .. " KiB")
+    end
   end)
 
   it("recv(2^40) on a full TCP stream returns exactly 1 MiB, the documented limit", function()
