@@ -1340,9 +1340,9 @@ static int sock_recv(lua_State *L) {
   if (lua_gettop(L) == 2) {
     bsd_socket *s = bsd_checkself(L);
     size_t max = bsd_checkmaxbytes(L, 2);
-    int r;
     if (!s->rdrained && firsttry(L, s)) {
-      if ((r = recvonce(L, s, max)) != 0) return r;
+      int r = recvonce(L, s, max);
+      if (r != 0) return r;
     }
     if (s->rdrained && s->fd_nonblock && s->timeout < 0 && intask(L))
       return yieldrecv(L, s);

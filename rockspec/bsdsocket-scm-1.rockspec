@@ -21,7 +21,7 @@ build = {
   modules = {
     ["bsdsocket.core"] = {
       sources = {
-        "csrc/addr.c", "csrc/buffer.c", "csrc/core.c", "csrc/errors.c", "csrc/msg.c",
+        "csrc/addr.c", "csrc/buffer.c", "csrc/core.c", "csrc/errors.c", "csrc/loop.c", "csrc/msg.c",
         "csrc/options.c", "csrc/poller.c", "csrc/resolver.c", "csrc/socket.c",
         "csrc/util.c", "csrc/zerocopy.c",
         -- the poller's backends: poller.h compiles in the platform's one
