@@ -459,9 +459,12 @@ describe("bsdsocket.luasocket", function()
       end)
       assert(ok, "could not open 5,000 sockets (ulimit -n?): " .. tostring(err))
       assert.is_true(socks[n]:getfd() > 1024)
+      -- Nothing is ready, unless another spec file's process (they run side
+      -- by side) sent a stray datagram to a port that one of these 5,000
+      -- took over: such a socket really holds a datagram.
       local r, _, e = socket.select(socks, nil, 0)
-      assert.equal("timeout", e)
-      assert.equal(0, #r)
+      for _, s in ipairs(r) do assert(s:receive(), "reported readable, holds nothing") end
+      assert.equal(#r == 0 and "timeout" or nil, e)
       local sender = socket.udp4()
       for _, i in ipairs({ 1, 2500, n }) do
         local ip, port = socks[i]:getsockname()
