@@ -463,7 +463,11 @@ describe("bsdsocket.luasocket", function()
       -- by side) sent a stray datagram to a port that one of these 5,000
       -- took over: such a socket really holds a datagram.
       local r, _, e = socket.select(socks, nil, 0)
-      for _, s in ipairs(r) do assert(s:receive(), "reported readable, holds nothing") end
+      for _, s in ipairs(r) do
+        s:settimeout(0)
+        assert(s:receive(), "reported readable, holds nothing")
+        s:settimeout(nil)
+      end
       assert.equal(#r == 0 and "timeout" or nil, e)
       local sender = socket.udp4()
       for _, i in ipairs({ 1, 2500, n }) do
