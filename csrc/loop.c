@@ -248,7 +248,7 @@ static slot *getslot(lua_State *L, sched *S, int fd) {
 }
 
 /* takes id out of the chain that starts at *head */
-static void unlink(sched *S, int *head, int id) {
+static void unchain(sched *S, int *head, int id) {
   while (*head >= 0 && *head != id) head = &S->t[*head].next;
   if (*head == id) *head = S->t[id].next;
   S->t[id].next = -1;
@@ -589,7 +589,7 @@ static void dowait(lua_State *L, sched *S, int id, int nres) {
   sl->head[ev] = id;
   err = registerfd(L, S, sl, fd, fresh);
   if (err) {
-    unlink(S, &sl->head[ev], id);
+    unchain(S, &sl->head[ev], id);
     if (s) s->loopfd = -1;
     lua_pushfstring(L, "loop: cannot wait on fd %d: %s", fd, strerror(err));
     failwait(L, S, id);
@@ -689,12 +689,12 @@ static void expire(lua_State *L, sched *S, double now) {
         resume(L, S, id, RV_TRUE);
         break;
       case T_JOINING:
-        unlink(S, &S->t[t->fd].joiners, id);
+        unchain(S, &S->t[t->fd].joiners, id);
         resume(L, S, id, RV_FALSE);
         break;
       case T_WAITING: {
         slot *sl = &S->slots[t->fd];
-        unlink(S, &sl->head[t->ev], id);
+        unchain(S, &sl->head[t->ev], id);
         if (!S->edge) registerfd(L, S, sl, t->fd, 0);
         resume(L, S, id, RV_FALSE);
         break;
@@ -887,12 +887,12 @@ static int l_cancel(lua_State *L) {
       break;
     case T_WAITING: {
       slot *sl = &S->slots[t->fd];
-      unlink(S, &sl->head[t->ev], id);
+      unchain(S, &sl->head[t->ev], id);
       if (!S->edge) registerfd(L, S, sl, t->fd, 0);
       break;
     }
     case T_JOINING:
-      unlink(S, &S->t[t->fd].joiners, id);
+      unchain(S, &S->t[t->fd].joiners, id);
       break;
     default:
       break;

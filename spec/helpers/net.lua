@@ -141,7 +141,14 @@ local function interpreter()
     cmd = arg[i]
     i = i - 1
   end
-  if cmd and cmd:match("lua") then return cmd end
+  if cmd and cmd:match("lua") then
+    -- a relative path (build/lua55/bin/lua) must work from any directory
+    if cmd:match("/") and not cmd:match("^/") then
+      local pwd = os.getenv("PWD")
+      if pwd and pwd ~= "" then cmd = pwd .. "/" .. cmd end
+    end
+    return cmd
+  end
   return "lua5.4"
 end
 M.lua = shquote(interpreter())
