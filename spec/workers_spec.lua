@@ -39,6 +39,8 @@ local function alive(pid)
   if not f then return false end
   local stat = f:read("a")
   f:close()
+  -- a process that ends between the open and the read reads as nothing
+  if not stat or stat == "" then return false end
   return stat:match("^%d+ %(.*%) (%a)") ~= "Z"
 end
 
