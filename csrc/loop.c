@@ -90,6 +90,9 @@ typedef struct slot {
 } slot;
 
 typedef struct sched {
+  /* first: told of every descriptor bsdsocket closes (util.c), sockets'
+  ** and the resolver's wake descriptors alike (see closewatched) */
+  bsd_closewatch watch;
   bsd_pollbe *be;        /* the poller backend (poller.h) */
   int edge;              /* registrations stay (epoll, kqueue) */
   task *t;
@@ -754,6 +757,34 @@ static void onclose(lua_State *L, void *ud, bsd_socket *s, int fd) {
   }
 }
 
+/* Any descriptor bsdsocket closes (a resolver's wake descriptor too,
+** which no socket hook sees): the slot forgets its registration, so a new
+** object with that number (maybe at the same address) registers afresh;
+** the backend forgets it by its own watch. Waiters are queued as closed. */
+static void closewatched(bsd_closewatch *w, int fd) {
+  sched *S = (sched *)w;
+  slot *sl;
+  int ev;
+  if (fd < 0 || fd >= S->nslots) return;
+  sl = &S->slots[fd];
+  sl->reg = 0;
+  sl->who = NULL;
+  sl->issock = 0;
+  for (ev = 0; ev < 2; ev++) {
+    int id = sl->head[ev];
+    sl->head[ev] = -1;
+    while (id >= 0) {
+      int older = S->t[id].next;
+      S->t[id].next = -1;
+      if (S->t[id].state == T_WAITING) {
+        cleartimer(S, id);
+        enqueue(S, id, RV_CLOSED);
+      }
+      id = older;
+    }
+  }
+}
+
 /* ---- the methods (loop.lua's) ---- */
 
 /* sched:spawn(co, ...): co runs with the arguments at the next pass */
@@ -920,6 +951,7 @@ static int l_gc(lua_State *L) {
     lua_rawsetp(L, LUA_REGISTRYINDEX, &bsd_closehookkey);
   }
   lua_pop(L, 1);
+  bsd_unwatchcloses(&S->watch);
   if (S->be) bsd_pollbe_close(L, S->be);
   S->be = NULL;
   resize(L, S->t, sizeof(task) * (size_t)S->tcap, 0);
@@ -986,6 +1018,8 @@ static int l_new(lua_State *L) {
   if ((err = bsd_pollbe_open(L, &S->be)) != 0)
     return luaL_error(L, "loop: %s: %s", bsd_pollbe_name, strerror(err));
   S->edge = (bsd_pollbe_flags & BSD_POLL_EDGE) != 0;
+  S->watch.fn = closewatched;
+  bsd_watchcloses(L, &S->watch);
   lua_setiuservalue(L, 1, UV_REPORT);
   lua_setiuservalue(L, 1, UV_OUTCOME);
   lua_rawgetp(L, LUA_REGISTRYINDEX, &bsd_taskskey);

@@ -640,13 +640,6 @@ describe("with a getaddrinfo that answers in 1 s (LD_PRELOAD fixture)", function
   end)
 
   it("out of descriptors (ulimit -n 64), 100 tasks still resolve side by side, in batches", function()
-    -- KNOWN DEFECT, open: on Lua 5.5 the child hung (killed by its 60 s
-    -- timeout, no output) in 1 of 8 runs under check-lua55, and in none of
-    -- 12 runs of the same script outside busted; on Lua 5.4 it never has.
-    if _VERSION == "Lua 5.5" then
-      pending("Lua 5.5: hangs 1 run in 8 under busted (open defect, see the issue note)")
-      return
-    end
     local out, status = withslowgai([[
       local S = require "bsdsocket"
       local loop = require "bsdsocket.loop"
