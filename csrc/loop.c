@@ -727,34 +727,16 @@ static void runqueue(lua_State *L, sched *S) {
 ** the poller forgets it, and the tasks waiting on it are queued to see
 ** the socket closed (queued, not resumed: the caller is in the middle of
 ** a task's close). */
+static void closewatched(bsd_closewatch *w, int fd);
+
 static void onclose(lua_State *L, void *ud, bsd_socket *s, int fd) {
   sched *S = (sched *)ud;
-  slot *sl;
-  int ev;
   (void)s;
   if (fd < 0 || fd >= S->nslots) return;
-  sl = &S->slots[fd];
-  if (sl->reg) {
-    /* the registration goes with the descriptor, but not while another
-    ** descriptor (a dup) holds the same file open */
-    bsd_pollbe_ctl(L, S->be, BSD_POLL_DEL, fd, 0);
-    sl->reg = 0;
-  }
-  sl->who = NULL;
-  sl->issock = 0;
-  for (ev = 0; ev < 2; ev++) {
-    int id = sl->head[ev];
-    sl->head[ev] = -1;
-    while (id >= 0) {
-      int older = S->t[id].next;
-      S->t[id].next = -1;
-      if (S->t[id].state == T_WAITING) {
-        cleartimer(S, id);
-        enqueue(S, id, RV_CLOSED);
-      }
-      id = older;
-    }
-  }
+  /* the registration goes with the descriptor, but not while another
+  ** descriptor (a dup) holds the same file open */
+  if (S->slots[fd].reg) bsd_pollbe_ctl(L, S->be, BSD_POLL_DEL, fd, 0);
+  closewatched(&S->watch, fd);
 }
 
 /* Any descriptor bsdsocket closes (a resolver's wake descriptor too,
