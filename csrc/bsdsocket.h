@@ -37,9 +37,9 @@
 extern const char bsd_taskskey;
 
 /* Every socket method is a C closure with these upvalues, so the hot paths
-** reach them without a registry lookup (bsd_pushmethodupvalues pushes them;
-** the tasks table must be in the registry under bsd_taskskey by then). */
-#define BSD_UV_TASKS        lua_upvalueindex(1)  /* S._tasks */
+** reach them without a registry lookup (bsd_pushmethodupvalues pushes
+** them). */
+#define BSD_UV_SHARED       lua_upvalueindex(1)  /* bsd_shared, below */
 #define BSD_UV_SCRATCH                                                         \
   lua_upvalueindex(2) /* { read buffer } shared by the methods */
 #define BSD_METHOD_UPVALUES 2
@@ -310,6 +310,25 @@ typedef struct bsd_closehook {
   void *ud;
 } bsd_closehook;
 extern const char bsd_closehookkey;
+
+/* What the socket methods share with the loop's scheduler: one full
+** userdata per Lua state, the methods' upvalue BSD_UV_SHARED (and in the
+** registry, for loop.c). While a scheduler resumes a task, running is the
+** task's thread: a socket call is in a task when it runs there. A call
+** that must wait then asks wait to link the task as a waiter on s's
+** descriptor (want: BSD_WANT_*; deadline < 0: none) and yields no values,
+** so the scheduler has no yielded values to read; wait returns nonzero
+** when it cannot, and the call yields "bsdsocket.wait", s, want, deadline
+** instead, whose failure the scheduler reports as usual. */
+typedef struct bsd_shared {
+  lua_State *running;
+  void *sched;
+  int (*wait)(void *sched, lua_State *co, bsd_socket *s, int want,
+              double deadline);
+  char *scratch;          /* the read buffer (see scratch in socket.c) */
+  size_t scratchsize;
+} bsd_shared;
+bsd_shared *bsd_getshared(lua_State *L);
 
 /* ---- options.c, msg.c, poller.c: methods and objects on sockets ---- */
 

@@ -8,8 +8,13 @@
 **
 ** - A task is a coroutine with a record in an array (task ids are indices;
 **   free records form a list). The coroutine is anchored in a Lua table by
-**   id, and S._tasks maps it to its id (the socket methods ask that table
-**   whether they run in a task, and yield "bsdsocket.wait" if so).
+**   id, and S._tasks maps it to its id.
+** - While resume() runs a task, the state the socket methods share with
+**   the loop (bsd_shared) names its thread. A socket call there that must
+**   wait links the task as a waiter itself (directwait) and yields no
+**   values. Other waits (loop.wait, a TLS stream, a coroutine of S._tasks
+**   resumed by hand) yield "bsdsocket.wait", obj, events, deadline, which
+**   dowait reads.
 ** - A task is in one state at a time: queued (to be resumed with a value
 **   from the top of the loop), waiting on a descriptor (in that
 **   descriptor's chain of readers or writers, maybe with a deadline),
@@ -110,6 +115,8 @@ typedef struct sched {
   unsigned mark;         /* wakeall's last mark */
   int haserror;          /* UV_ERROR holds an error for run() to raise */
   int qlen;              /* tasks in the run queue */
+  int current;           /* the task being resumed, -1 when none */
+  bsd_shared *sh;        /* what the socket methods share (bsdsocket.h) */
   bsd_closehook hook;
 } sched;
 
@@ -206,14 +213,19 @@ static void hdown(sched *S, int i) {
   hplace(S, i, id);
 }
 
-static void settimer(lua_State *L, sched *S, int id, double deadline) {
-  task *t = &S->t[id];
+/* room in the heap for one more deadline */
+static void reserveheap(lua_State *L, sched *S) {
   if (S->hn + 1 >= S->hcap) {
     int ncap = grow(S->hcap, S->hn + 2);
     S->heap = (int *)resize(L, S->heap, sizeof(int) * (size_t)S->hcap,
                             sizeof(int) * (size_t)ncap);
     S->hcap = ncap;
   }
+}
+
+static void settimer(lua_State *L, sched *S, int id, double deadline) {
+  task *t = &S->t[id];
+  reserveheap(L, S);
   t->deadline = deadline;
   t->seq = S->seq++;
   S->heap[++S->hn] = id;
@@ -436,7 +448,22 @@ static void resume(lua_State *L, sched *S, int id, int rv) {
       lua_pop(L, 1);
   }
   t->state = T_RUNNING;
-  status = lua_resume(co, L, nargs, &nres);
+  {
+    bsd_shared *sh = S->sh;
+    lua_State *prun = sh->running;
+    void *psched = sh->sched;
+    int pcur = S->current;
+    sh->running = co;
+    sh->sched = S;
+    S->current = id;
+    status = lua_resume(co, L, nargs, &nres);
+    sh->running = prun;
+    sh->sched = psched;
+    S->current = pcur;
+  }
+  /* a socket call linked it as a waiter itself (waitdirect) */
+  if (status == LUA_YIELD && nres == 0 && S->t[id].state == T_WAITING)
+    return;
   after(L, S, id, status, nres);
 }
 
@@ -542,14 +569,51 @@ static int registerfd(lua_State *L, sched *S, slot *sl, int fd, int fresh) {
   return err;
 }
 
+/* a socket's slot: fresh (to register afresh) when the socket is new to
+** this scheduler or to this descriptor number */
+static int sockslot(sched *S, slot *sl, bsd_socket *s, int fd) {
+  int fresh = 0;
+  if (s->loopfd != fd || s->loopid != S->id) {
+    s->loopfd = fd;
+    s->loopid = S->id;
+    fresh = 1;
+  }
+  s->waited = 1;
+  sl->who = s;
+  sl->issock = 1;
+  return fresh;
+}
+
+/* Links task id as a waiter on fd in direction ev (0 read, 1 write) and
+** makes sure the poller has it: 0, or the poller's errno (then the task
+** is not linked). Memory is reserved first: nothing raises once linked. */
+static int linkwait(lua_State *L, sched *S, int id, int fd, int ev,
+                    int fresh, double deadline) {
+  slot *sl = &S->slots[fd];
+  task *t = &S->t[id];
+  int err;
+  if (deadline >= 0) reserveheap(L, S);
+  t->fd = fd;
+  t->ev = (unsigned char)ev;
+  t->next = sl->head[ev];
+  t->mark = 0;
+  sl->head[ev] = id;
+  if ((err = registerfd(L, S, sl, fd, fresh)) != 0) {
+    unchain(S, &sl->head[ev], id);
+    return err;
+  }
+  t->state = T_WAITING;
+  if (deadline >= 0) settimer(L, S, id, deadline);
+  return 0;
+}
+
 /* The yield "bsdsocket.wait", obj, events, deadline: links the task as a
 ** waiter on the object's descriptor and makes sure the poller has it. */
 static void dowait(lua_State *L, sched *S, int id, int nres) {
   lua_State *co = S->t[id].co;
   bsd_socket *s;
-  /* pollfd() may run Lua code that spawns tasks (S->t moves): t after */
+  /* pollfd() may run Lua code that spawns tasks (S->t moves) */
   int fd = objfd(L, co, -nres + 1, &s), ev, fresh = 0, err;
-  task *t;
   lua_Integer want = lua_tointeger(co, -nres + 2);
   double d = nres >= 4 && lua_type(co, -nres + 3) == LUA_TNUMBER
              ? lua_tonumber(co, -nres + 3) : -1;
@@ -561,16 +625,7 @@ static void dowait(lua_State *L, sched *S, int id, int nres) {
   }
   ev = want == BSD_WANT_WRITE ? 1 : 0;
   sl = getslot(L, S, fd);
-  if (s) {
-    if (s->loopfd != fd || s->loopid != S->id) {  /* new to the loop */
-      s->loopfd = fd;
-      s->loopid = S->id;
-      fresh = 1;
-    }
-    s->waited = 1;
-    sl->who = s;
-    sl->issock = 1;
-  }
+  if (s) fresh = sockslot(S, sl, s, fd);
   else if (lua_type(co, -nres + 1) == LUA_TNUMBER) {
     fresh = 1;                    /* a bare number may name anything now */
     sl->who = NULL;
@@ -583,22 +638,42 @@ static void dowait(lua_State *L, sched *S, int id, int nres) {
     sl->issock = 0;
   }
   lua_pop(co, nres);
-  t = &S->t[id];
-  t->state = T_WAITING;
-  t->fd = fd;
-  t->ev = (unsigned char)ev;
-  t->next = sl->head[ev];
-  t->mark = 0;
-  sl->head[ev] = id;
-  err = registerfd(L, S, sl, fd, fresh);
-  if (err) {
-    unchain(S, &sl->head[ev], id);
+  if ((err = linkwait(L, S, id, fd, ev, fresh, d)) != 0) {
     if (s) s->loopfd = -1;
     lua_pushfstring(L, "loop: cannot wait on fd %d: %s", fd, strerror(err));
     failwait(L, S, id);
-    return;
   }
-  if (d >= 0) settimer(L, S, id, d);
+}
+
+/* bsd_shared's wait: the running task (co) waits on socket s, linked
+** here by the socket call itself instead of through yielded values. On a
+** refusal the call yields them after all, and dowait reports it. */
+static int directwait(void *ud, lua_State *co, bsd_socket *s, int want,
+                      double deadline) {
+  sched *S = (sched *)ud;
+  int id = S->current, fd = s->fd, ev = want == BSD_WANT_WRITE ? 1 : 0, err;
+  if (id < 0 || S->t[id].co != co || fd < 0) return -1;
+  if (S->edge && deadline < 0 && s->loopfd == fd && s->loopid == S->id
+      && S->slots[fd].reg) {
+    /* registered already (edge-triggered): only the link (see linkwait) */
+    task *t = &S->t[id];
+    slot *sl = &S->slots[fd];
+    t->fd = fd;
+    t->ev = (unsigned char)ev;
+    t->next = sl->head[ev];
+    t->mark = 0;
+    t->state = T_WAITING;
+    sl->head[ev] = id;
+    s->waited = 1;
+    sl->who = s;
+    sl->issock = 1;
+    return 0;
+  }
+  getslot(co, S, fd);
+  err = linkwait(co, S, id, fd, ev, sockslot(S, &S->slots[fd], s, fd),
+                 deadline);
+  if (err) s->loopfd = -1;
+  return err;
 }
 
 /* The poller refused the wait (message at the top of L): the task gets a
@@ -639,8 +714,16 @@ static void dojoin(lua_State *L, sched *S, int id, int nres) {
 ** earlier may cancel, close or wake a later one (which leaves the chain
 ** then), and a task that waits again (unmarked, at the head) is skipped. */
 static void wakeall(lua_State *L, sched *S, int fd, int ev) {
-  unsigned mark = ++S->mark;
-  int id;
+  unsigned mark;
+  int id = S->slots[fd].head[ev];
+  if (S->t[id].next < 0) {        /* one waiter, the common case */
+    S->slots[fd].head[ev] = -1;
+    S->t[id].mark = 0;
+    if (S->t[id].hidx) cleartimer(S, id);
+    resume(L, S, id, RV_TRUE);
+    return;
+  }
+  mark = ++S->mark;
   if (mark == 0) mark = ++S->mark;
   for (id = S->slots[fd].head[ev]; id >= 0; id = S->t[id].next)
     S->t[id].mark = mark;
@@ -990,6 +1073,7 @@ static int l_new(lua_State *L) {
   S = (sched *)lua_newuserdatauv(L, sizeof(sched), NUV);
   memset(S, 0, sizeof *S);
   S->freelist = S->qhead = S->qtail = -1;
+  S->current = -1;
   S->id = id;
   luaL_setmetatable(L, LOOP_MT);
   lua_insert(L, 1);               /* scheduler, outcome, report */
@@ -1014,6 +1098,8 @@ static int l_new(lua_State *L) {
   lua_setiuservalue(L, 1, UV_FDOF);
   S->waitstr = lua_pushliteral(L, "bsdsocket.wait");
   lua_setiuservalue(L, 1, UV_WAITSTR);
+  S->sh = bsd_getshared(L);
+  S->sh->wait = directwait;
   S->hook.fn = onclose;
   S->hook.ud = S;
   lua_pushlightuserdata(L, &S->hook);

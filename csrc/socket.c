@@ -48,7 +48,7 @@ typedef enum waitverdict {
 } waitverdict;
 
 /* registry keys: only their addresses matter */
-static const char scratchholderkey = 's';
+static const char scratchholderkey = 's', sharedkey = 'h';
 /* the scratch table: [1] the read buffer, [SCRATCH_WAITSTR] the string a
 ** task yields to the loop */
 #define SCRATCH_WAITSTR 2
@@ -173,13 +173,43 @@ int bsd_addrerror(lua_State *L, const char *call, const bsd_addr *a, int err) {
 
 /* ---- the I/O loop ---- */
 
+bsd_shared *bsd_getshared(lua_State *L) {
+  bsd_shared *sh;
+  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &sharedkey) == LUA_TUSERDATA)
+    sh = (bsd_shared *)lua_touserdata(L, -1);
+  else {
+    lua_pop(L, 1);
+    sh = (bsd_shared *)lua_newuserdatauv(L, sizeof(bsd_shared), 1);
+    memset(sh, 0, sizeof *sh);
+    lua_rawgetp(L, LUA_REGISTRYINDEX, &bsd_taskskey);  /* S._tasks */
+    lua_setiuservalue(L, -2, 1);
+    lua_pushvalue(L, -1);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &sharedkey);
+  }
+  lua_pop(L, 1);  /* the registry keeps it */
+  return sh;
+}
+
+/* A call runs in a task when its thread is one of S._tasks and it may
+** yield there. The thread a scheduler is resuming is one: no lookup. */
 static int intask(lua_State *L) {
+  const bsd_shared *sh = (const bsd_shared *)lua_touserdata(L, BSD_UV_SHARED);
   int found;
   if (!lua_isyieldable(L)) return 0;
+  if (sh->running == L) return 1;
+  lua_getiuservalue(L, BSD_UV_SHARED, 1);
   lua_pushthread(L);
-  found = lua_rawget(L, BSD_UV_TASKS) != LUA_TNIL;
-  lua_pop(L, 1);
+  found = lua_rawget(L, -2) != LUA_TNIL;
+  lua_pop(L, 2);
   return found;
+}
+
+/* In the task a scheduler is resuming, waiting on socket s: links the
+** task as a waiter there at once, to yield no values (see bsd_shared).
+** The scheduler sets wait before it sets running. */
+static int waitdirect(lua_State *L, bsd_socket *s, int want, double deadline) {
+  bsd_shared *sh = (bsd_shared *)lua_touserdata(L, BSD_UV_SHARED);
+  return sh->running == L && sh->wait(sh->sched, L, s, want, deadline) == 0;
 }
 
 static waitmode modenow(lua_State *L, bsd_socket *s) {
@@ -285,11 +315,15 @@ static int yieldwait(lua_State *L, bsd_io *io, lua_KContext kctx,
     io->deadline = bsd_monotime() + s->timeout;
   if (io->deadline < 0) lua_pushnil(L);
   else lua_pushnumber(L, io->deadline);
+  s->waited = 1;
+  /* through s itself: a TLS stream (at 1) waits as the object it is */
+  if (lua_touserdata(L, 1) == (void *)s
+      && waitdirect(L, s, io->want, io->deadline))
+    return lua_yieldk(L, 0, kctx, k);
   lua_pushliteral(L, "bsdsocket.wait");
   lua_pushvalue(L, 1);
   lua_pushinteger(L, io->want);
   lua_pushvalue(L, -4);
-  s->waited = 1;
   return lua_yieldk(L, 4, kctx, k);
 }
 
@@ -932,12 +966,12 @@ static int op_sendall(lua_State *L, int status, lua_KContext ctx) {
 static int op_sendalllist(lua_State *L, int status, lua_KContext ctx);
 
 static int sock_sendall(lua_State *L) {
+  size_t len;
+  const char *data;
   if (lua_gettop(L) == 2 && lua_type(L, 2) == LUA_TSTRING
-      && lua_rawlen(L, 2) > 0) {
+      && (data = lua_tolstring(L, 2, &len), len > 0)) {
     bsd_socket *s = bsd_checkself(L);
     if (firsttry(L, s)) {
-      size_t len;
-      const char *data = lua_tolstring(L, 2, &len);
       ssize_t n = bsd_send(s->fd, data, len, BSD_MSG_NOSIGNAL);
       int r;
       if ((size_t)n == len) {
@@ -1145,15 +1179,14 @@ static int sock_sendto(lua_State *L) {
 ** no allocation of maxbytes per call, none at all for a call that finds
 ** nothing to read. */
 static char *scratch(lua_State *L, size_t size) {
-  char *p;
-  lua_rawgeti(L, BSD_UV_SCRATCH, 1);
-  p = (char *)lua_touserdata(L, -1);
-  if (!p || lua_rawlen(L, -1) < size) {
-    p = (char *)lua_newuserdatauv(L, size < 65536 ? 65536 : size, 0);
-    lua_rawseti(L, BSD_UV_SCRATCH, 1);
+  bsd_shared *sh = (bsd_shared *)lua_touserdata(L, BSD_UV_SHARED);
+  if (size > sh->scratchsize) {
+    size_t n = size < 65536 ? 65536 : size;
+    sh->scratch = (char *)lua_newuserdatauv(L, n, 0);
+    sh->scratchsize = n;
+    lua_rawseti(L, BSD_UV_SCRATCH, 1);  /* the table keeps it alive */
   }
-  lua_pop(L, 1);  /* the table keeps it alive */
-  return p;
+  return sh->scratch;
 }
 
 typedef struct recvargs {
@@ -1299,19 +1332,23 @@ static int recvonce(lua_State *L, bsd_socket *s, size_t max) {
 
 /* recv(max) in a task on a socket without a timeout whose queue a short
 ** read found empty: wait for the loop's report at once, as yieldwait
-** would (a nil deadline under the yielded values, for ioresume)... */
+** would (a nil deadline under the yielded values, for ioresume; max, the
+** checked argument 2, as the context)... */
 static int k_recvtask(lua_State *L, int status, lua_KContext ctx);
 
-static int yieldrecv(lua_State *L, bsd_socket *s) {
+static int yieldrecv(lua_State *L, bsd_socket *s, size_t max,
+                     const bsd_shared *sh) {
   s->rdrained = 0;
   s->want = BSD_WANT_READ;
   s->waited = 1;
   lua_pushnil(L);
+  if (sh->running == L && sh->wait(sh->sched, L, s, BSD_WANT_READ, -1) == 0)
+    return lua_yieldk(L, 0, (lua_KContext)max, k_recvtask);
   lua_rawgeti(L, BSD_UV_SCRATCH, SCRATCH_WAITSTR);
   lua_pushvalue(L, 1);
   lua_pushinteger(L, BSD_WANT_READ);
   lua_pushnil(L);
-  return lua_yieldk(L, 4, 2, k_recvtask);
+  return lua_yieldk(L, 4, (lua_KContext)max, k_recvtask);
 }
 
 /* ...and once the loop says ready (true), read at once, without the I/O
@@ -1321,16 +1358,15 @@ static int k_recvtask(lua_State *L, int status, lua_KContext ctx) {
   bsd_socket *s = tagged(L, 1);
   if (status == LUA_YIELD && s && s->fd >= 0 && s->timeout < 0
       && lua_type(L, -1) == LUA_TBOOLEAN && lua_toboolean(L, -1)) {
-    /* sock_recv checked it before the first yield */
-    lua_Integer n = lua_tointeger(L, 2);
-    size_t max = n > BSD_RECV_MAX ? BSD_RECV_MAX : (size_t)n;
     int r;
     lua_settop(L, 2);
-    if ((r = recvonce(L, s, max)) != 0) return r;
-    if (s->rdrained) return yieldrecv(L, s);
+    if ((r = recvonce(L, s, (size_t)ctx)) != 0) return r;
+    if (s->rdrained)
+      return yieldrecv(L, s, (size_t)ctx,
+                       (bsd_shared *)lua_touserdata(L, BSD_UV_SHARED));
     return op_recv(L, LUA_OK, 2);
   }
-  return op_recv(L, status, ctx);
+  return op_recv(L, status, 2);
 }
 
 /* the fast path of recv(max) (see firsttry above). A socket whose queue a
@@ -1344,8 +1380,12 @@ static int sock_recv(lua_State *L) {
       int r = recvonce(L, s, max);
       if (r != 0) return r;
     }
-    if (s->rdrained && s->fd_nonblock && s->timeout < 0 && intask(L))
-      return yieldrecv(L, s);
+    if (s->rdrained && s->fd_nonblock && s->timeout < 0
+        && lua_isyieldable(L)) {
+      /* intask, asking the shared state once for both */
+      const bsd_shared *sh = (bsd_shared *)lua_touserdata(L, BSD_UV_SHARED);
+      if (sh->running == L || intask(L)) return yieldrecv(L, s, max, sh);
+    }
   }
   return op_recv(L, LUA_OK, lua_gettop(L));
 }
@@ -1659,7 +1699,8 @@ static const luaL_Reg sock_funcs[] = {
 };
 
 void bsd_pushmethodupvalues(lua_State *L) {
-  lua_rawgetp(L, LUA_REGISTRYINDEX, &bsd_taskskey);
+  bsd_getshared(L);
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &sharedkey);
   lua_rawgetp(L, LUA_REGISTRYINDEX, &scratchholderkey);
   if (lua_isnil(L, -1)) {
     lua_pop(L, 1);
