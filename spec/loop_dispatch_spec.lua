@@ -654,4 +654,105 @@ describe("bsdsocket.loop dispatch", function()
       assert.equal("fine", other)
     end)
   end)
+
+  -- A socket call in the task the scheduler is resuming links that task as a
+  -- waiter itself and yields no values (bsd_shared in csrc/bsdsocket.h);
+  -- any other thread must not be taken for it.
+  describe("socket calls that link their task themselves", function()
+    it("a coroutine that a task resumes is not the task: its recv waits outside the loop", function()
+      local c, d = S.socketpair()
+      finally(function() net.closeall(c, d) end)
+      local inner, own
+      loop.spawn(function()
+        c:settimeout(0.05)
+        inner = { coroutine.wrap(function() return c:recv(5) end)() }
+        c:settimeout(nil)
+        own = { c:recv(5) }
+      end)
+      loop.spawn(function() loop.sleep(0.1); d:send("later") end)
+      assert.is_true(loop.run(5))
+      assert.same({}, errors)
+      assert.equal(3, #inner)
+      assert.is_nil(inner[1])
+      assert.equal("ETIMEDOUT", inner[3])
+      assert.same({ "later" }, own)
+    end)
+
+    it("a coroutine of S._tasks resumed by hand inside a task still yields the wait values", function()
+      local c, d = S.socketpair()
+      finally(function() net.closeall(c, d) end)
+      local yielded, resumed
+      c:settimeout(1)  -- taken for no task, it would wait here
+      loop.spawn(function()
+        local co = coroutine.create(function() return c:recv(5) end)
+        S._tasks[co] = true
+        yielded = { coroutine.resume(co) }
+        d:send("hand")
+        resumed = { coroutine.resume(co, true) }
+        S._tasks[co] = nil
+      end)
+      assert.is_true(loop.run(5))
+      assert.same({}, errors)
+      -- 1: read
+      assert.same({ true, "bsdsocket.wait", c, 1 }, { yielded[1], yielded[2], yielded[3], yielded[4] })
+      assert.same({ true, "hand" }, resumed)
+    end)
+
+    it("a socket call where the task cannot yield (a sort comparator) waits outside the loop", function()
+      local c, d = S.socketpair()
+      finally(function() net.closeall(c, d) end)
+      local got, own
+      loop.spawn(function()
+        c:settimeout(0.05)
+        table.sort({ 2, 1 }, function(x, y)
+          got = got or { c:recv(5) }
+          return x < y
+        end)
+        c:settimeout(nil)
+        own = { c:recv(5) }
+      end)
+      loop.spawn(function() loop.sleep(0.1); d:send("after") end)
+      assert.is_true(loop.run(5))
+      assert.same({}, errors)
+      assert.is_nil(got[1])
+      assert.equal("ETIMEDOUT", got[3])
+      assert.same({ "after" }, own)
+    end)
+
+    it("a reader and a writer of one socket, both linked by their calls, both see its close", function()
+      local c, d = S.socketpair()
+      finally(function() net.closeall(c, d) end)
+      -- fill c's send buffer so that a sendall waits
+      c:settimeout(0)
+      local chunk = string.rep("x", 65536)
+      while c:send(chunk) do end
+      c:settimeout(nil)
+      local r, w
+      loop.spawn(function() r = { c:recv(5) } end)
+      loop.spawn(function() w = { c:sendall(chunk) } end)
+      loop.spawn(function() loop.sleep(0.02); c:close() end)
+      assert.is_true(loop.run(5))
+      assert.same({}, errors)
+      assert.same({ nil, "recv: socket closed while waiting", "EBADF" }, r)
+      assert.is_nil(w[1])
+      assert.equal("EBADF", w[3])
+    end)
+
+    it("tasks waiting with deadlines, linked by their calls, time out in deadline order", function()
+      local mine, peers = pairs_of(5)
+      finally(function() closeall(mine); closeall(peers) end)
+      local order = {}
+      for i = 5, 1, -1 do
+        loop.spawn(function()
+          mine[i]:settimeout(0.01 * i)
+          local _, _, code = mine[i]:recv(5)
+          order[#order + 1] = { i, code }
+        end)
+      end
+      assert.is_true(loop.run(5))
+      assert.same({}, errors)
+      assert.same({ { 1, "ETIMEDOUT" }, { 2, "ETIMEDOUT" }, { 3, "ETIMEDOUT" },
+                    { 4, "ETIMEDOUT" }, { 5, "ETIMEDOUT" } }, order)
+    end)
+  end)
 end)
