@@ -32,15 +32,7 @@ local function sendall_later(peers, what)
 end
 
 describe("bsdsocket.loop dispatch", function()
-  local errors
-  before_each(function()
-    errors = {}
-    loop.onerror = function(err, task) errors[#errors + 1] = { err = tostring(err), task = task } end
-  end)
-  after_each(function()
-    loop.onerror = nil
-    assert.equal(0, loop.count())
-  end)
+  local errors = require("helpers.loop_errors").collect(before_each, after_each)
 
   describe("a pollable object", function()
     it("a pollfd() that spawns tasks: the waiting task is still cancellable and wakes", function()

@@ -13,15 +13,7 @@ local function listener()
 end
 
 describe("bsdsocket.loop", function()
-  local errors
-  before_each(function()
-    errors = {}
-    loop.onerror = function(err, task) errors[#errors + 1] = { err = err, task = task } end
-  end)
-  after_each(function()
-    loop.onerror = nil
-    assert.equal(0, loop.count())
-  end)
+  local errors = require("helpers.loop_errors").collect(before_each, after_each)
 
   it("runs tasks with their arguments and returns true when all are done", function()
     local got = {}

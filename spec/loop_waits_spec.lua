@@ -7,15 +7,7 @@ local loop = require "bsdsocket.loop"
 local net = require "helpers.net"
 
 describe("bsdsocket.loop waits", function()
-  local errors
-  before_each(function()
-    errors = {}
-    loop.onerror = function(err, task) errors[#errors + 1] = { err = tostring(err), task = task } end
-  end)
-  after_each(function()
-    loop.onerror = nil
-    assert.equal(0, loop.count())
-  end)
+  local errors = require("helpers.loop_errors").collect(before_each, after_each)
 
   describe("loop.wait", function()
     it("answers true at once, again and again, while the socket stays readable", function()

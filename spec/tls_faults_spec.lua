@@ -18,16 +18,6 @@ end
 
 local c
 
-local function client_ctx(extra)
-  local o = { cafile = c.ca }
-  for k, v in pairs(extra or {}) do o[k] = v end
-  return assert(tls.context(o))
-end
-
-local function server_ctx()
-  return assert(tls.context { mode = "server", certfile = c.server_cert, keyfile = c.server_key })
-end
-
 -- a plain TCP server task doing bad(conn) to one connection, and a TLS
 -- client task doing f(t); returns f's results
 local function against(bad, f, ctx)
@@ -40,7 +30,7 @@ local function against(bad, f, ctx)
     conn:close()
   end)
   loop.spawn(function()
-    local t = tls.wrap(assert(S.tcp_connect("127.0.0.1", port)), ctx or client_ctx(),
+    local t = tls.wrap(assert(S.tcp_connect("127.0.0.1", port)), ctx or c:client_ctx(),
       { servername = "localhost" })
     t:settimeout(5)
     res = table.pack(f(t))
@@ -110,7 +100,7 @@ describe("bsdsocket.tls faults", function()
         local port = srv:getsockname().port
         local res
         loop.spawn(function()
-          local t = tls.wrap(assert(srv:accept()), server_ctx())
+          local t = tls.wrap(assert(srv:accept()), c:server_ctx())
           t:settimeout(5)
           res = table.pack(t:handshake())
           t:close()
@@ -145,7 +135,7 @@ describe("bsdsocket.tls faults", function()
     it("closing mid-record: TLS_TRUNCATED", function()
       local h = bg.pypeer({ "fault", c.server_cert, c.server_key, "midrecord" })
       finally(h.cleanup)
-      local t = tls.wrap(assert(S.tcp_connect("127.0.0.1", h:port(), 5)), client_ctx(),
+      local t = tls.wrap(assert(S.tcp_connect("127.0.0.1", h:port(), 5)), c:client_ctx(),
         { servername = "localhost" })
       local ok, msg, code = t:recv(100)
       assert.is_nil(ok)
@@ -158,7 +148,7 @@ describe("bsdsocket.tls faults", function()
       local h = bg.pypeer({ "fault", c.server_cert, c.server_key, "truncate" })
       finally(h.cleanup)
       local port = h:port()
-      local t = tls.wrap(assert(S.tcp_connect("127.0.0.1", port, 5)), client_ctx(),
+      local t = tls.wrap(assert(S.tcp_connect("127.0.0.1", port, 5)), c:client_ctx(),
         { servername = "localhost" })
       assert.equal("hello", t:recv(100))
       local ok, _, code = t:recv(100)
@@ -166,12 +156,12 @@ describe("bsdsocket.tls faults", function()
       assert.equal("TLS_TRUNCATED", code)
       t:close()
       t = tls.wrap(assert(S.tcp_connect("127.0.0.1", port, 5)),
-        client_ctx { allow_truncation = true }, { servername = "localhost" })
+        c:client_ctx { allow_truncation = true }, { servername = "localhost" })
       assert.equal("hello", t:recv(100))
       assert.equal("", t:recv(100))
       t:close()
       -- recvall keeps what came
-      t = tls.wrap(assert(S.tcp_connect("127.0.0.1", port, 5)), client_ctx(),
+      t = tls.wrap(assert(S.tcp_connect("127.0.0.1", port, 5)), c:client_ctx(),
         { servername = "localhost" })
       local res = table.pack(t:recvall(10))
       assert.is_nil(res[1])
@@ -183,7 +173,7 @@ describe("bsdsocket.tls faults", function()
     it("a stalled peer: the read times out (ETIMEDOUT), the stream stays usable for close", function()
       local h = bg.pypeer({ "fault", c.server_cert, c.server_key, "stall" })
       finally(h.cleanup)
-      local t = tls.wrap(assert(S.tcp_connect("127.0.0.1", h:port(), 5)), client_ctx(),
+      local t = tls.wrap(assert(S.tcp_connect("127.0.0.1", h:port(), 5)), c:client_ctx(),
         { servername = "localhost" })
       t:settimeout(0.3)
       assert(t:handshake())
@@ -200,12 +190,12 @@ describe("bsdsocket.tls faults", function()
       local port = srv:getsockname().port
       local res
       loop.spawn(function()
-        local t = tls.wrap(assert(srv:accept()), server_ctx())
+        local t = tls.wrap(assert(srv:accept()), c:server_ctx())
         t:handshake()
         t:close()
       end)
       loop.spawn(function()
-        local t = tls.wrap(assert(S.tcp_connect("127.0.0.1", port)), client_ctx(),
+        local t = tls.wrap(assert(S.tcp_connect("127.0.0.1", port)), c:client_ctx(),
           { servername = "localhost" })
         assert(t:handshake())
         loop.sleep(0.2)
@@ -227,7 +217,7 @@ describe("bsdsocket.tls faults", function()
     it("many full handshakes leave descriptors and memory flat", function()
       local n = tonumber(os.getenv("BSDSOCKET_TLS_N") or "")
         or (os.getenv("BSDSOCKET_VALGRIND") and 200 or 10000)
-      local sctx, cctx = server_ctx(), client_ctx()
+      local sctx, cctx = c:server_ctx(), c:client_ctx()
       local srv = assert(S.tcp_listen("127.0.0.1", 0))
       local port = srv:getsockname().port
       local function batch(count)

@@ -21,18 +21,6 @@ end
 local c
 local q = net.shquote
 
-local function server_ctx(extra)
-  local o = { mode = "server", certfile = c.server_cert, keyfile = c.server_key }
-  for k, v in pairs(extra or {}) do o[k] = v end
-  return assert(tls.context(o))
-end
-
-local function client_ctx(extra)
-  local o = { cafile = c.ca }
-  for k, v in pairs(extra or {}) do o[k] = v end
-  return assert(tls.context(o))
-end
-
 local function rss()
   local f = assert(io.open("/proc/self/statm"))
   local pages = tonumber(f:read("a"):match("^%d+%s+(%d+)"))
@@ -85,10 +73,10 @@ end
 
 -- a default context that switches to `secure` for SNI secure.test
 local function with_secure(secure_opts, default_opts)
-  local secure = server_ctx(secure_opts)
+  local secure = c:server_ctx(secure_opts)
   local o = { sni = { ["secure.test"] = secure } }
   for k, v in pairs(default_opts or {}) do o[k] = v end
-  return server_ctx(o)
+  return c:server_ctx(o)
 end
 
 local CLIENT_CERT
@@ -243,7 +231,7 @@ describe("bsdsocket.tls security", function()
     local function wrapped(opts)
       local srv = assert(S.tcp_listen("127.0.0.1", 0))
       local s = assert(S.tcp_connect("127.0.0.1", srv:getsockname().port))
-      local ok, err = pcall(tls.wrap, s, client_ctx(), opts)
+      local ok, err = pcall(tls.wrap, s, c:client_ctx(), opts)
       if ok then err:close() end
       s:close()
       srv:close()
@@ -269,7 +257,7 @@ describe("bsdsocket.tls security", function()
     it("servername = \"\" never turns verification off (tls.wrap and S.tls_connect)", function()
       local srv = assert(S.tcp_listen("127.0.0.1", 0))
       local port = srv:getsockname().port
-      local sctx = server_ctx { certfile = c.other_cert, keyfile = c.other_key }
+      local sctx = c:server_ctx { certfile = c.other_cert, keyfile = c.other_key }
       loop.spawn(function()
         for _ = 1, 4 do
           local conn = srv:accept()
@@ -284,7 +272,7 @@ describe("bsdsocket.tls security", function()
       local results = {}
       loop.spawn(function()
         local s = assert(S.tcp_connect("127.0.0.1", port))
-        results[1] = table.pack(pcall(tls.wrap, s, client_ctx(), { servername = "" }))
+        results[1] = table.pack(pcall(tls.wrap, s, c:client_ctx(), { servername = "" }))
         s:close()
         results[2] = table.pack(pcall(S.tls_connect, "127.0.0.1", port,
           { servername = "", cafile = c.ca }))
@@ -310,13 +298,13 @@ describe("bsdsocket.tls security", function()
       local port = srv:getsockname().port
       local seen, cres
       loop.spawn(function()
-        local t = tls.wrap(assert(srv:accept()), server_ctx())
+        local t = tls.wrap(assert(srv:accept()), c:server_ctx())
         assert(t:handshake())
         seen = t:servername()
         t:close()
       end)
       loop.spawn(function()
-        local t = tls.wrap(assert(S.tcp_connect("127.0.0.1", port)), client_ctx(),
+        local t = tls.wrap(assert(S.tcp_connect("127.0.0.1", port)), c:client_ctx(),
           { servername = "localhost." })
         cres = table.pack(t:handshake())
         t:close()
@@ -329,7 +317,7 @@ describe("bsdsocket.tls security", function()
       srv = assert(S.tcp_listen("127.0.0.1", 0))
       port = srv:getsockname().port
       loop.spawn(function()
-        local t = tls.wrap(assert(srv:accept()), server_ctx())
+        local t = tls.wrap(assert(srv:accept()), c:server_ctx())
         t:settimeout(2)
         t:handshake()
         t:close()
@@ -347,7 +335,7 @@ describe("bsdsocket.tls security", function()
       local srv = S.tcp_listen("::1", 0)
       if not srv then return pending("no IPv6 loopback") end
       local port = srv:getsockname().port
-      local sctx = server_ctx { certfile = c.noip_cert, keyfile = c.noip_key }
+      local sctx = c:server_ctx { certfile = c.noip_cert, keyfile = c.noip_key }
       loop.spawn(function()
         for _ = 1, 2 do
           local t = tls.wrap(assert(srv:accept()), sctx)
@@ -359,7 +347,7 @@ describe("bsdsocket.tls security", function()
       local r = {}
       loop.spawn(function()
         for i, name in ipairs { "[::1]", "::1" } do
-          local t = tls.wrap(assert(S.tcp_connect("::1", port)), client_ctx(), { hostname = name })
+          local t = tls.wrap(assert(S.tcp_connect("::1", port)), c:client_ctx(), { hostname = name })
           r[i] = table.pack(t:handshake())
           t:close()
         end
@@ -377,7 +365,7 @@ describe("bsdsocket.tls security", function()
     it("a certificate with CN=localhost and no SAN is rejected", function()
       local srv = assert(S.tcp_listen("127.0.0.1", 0))
       local port = srv:getsockname().port
-      local sctx = server_ctx { certfile = c.nosan_cert, keyfile = c.nosan_key }
+      local sctx = c:server_ctx { certfile = c.nosan_cert, keyfile = c.nosan_key }
       local r
       loop.spawn(function()
         local t = tls.wrap(assert(srv:accept()), sctx)
@@ -424,7 +412,7 @@ describe("bsdsocket.tls security", function()
       local srv = assert(S.tcp_listen("127.0.0.1", 0))
       local port = srv:getsockname().port
       local current, sres, cres
-      local ctx = server_ctx { sni = function(name) return f(name, current) end }
+      local ctx = c:server_ctx { sni = function(name) return f(name, current) end }
       loop.spawn(function()
         current = tls.wrap(assert(srv:accept()), ctx)
         current:settimeout(5)
@@ -433,7 +421,7 @@ describe("bsdsocket.tls security", function()
         current:close()
       end)
       loop.spawn(function()
-        local t = tls.wrap(assert(S.tcp_connect("127.0.0.1", port)), client_ctx(),
+        local t = tls.wrap(assert(S.tcp_connect("127.0.0.1", port)), c:client_ctx(),
           { servername = "localhost" })
         t:settimeout(5)
         cres = table.pack(t:handshake())
@@ -485,8 +473,8 @@ describe("bsdsocket.tls security", function()
       -- says nothing there (their own checks and leak reports do the work)
       local rss_counts = not (os.getenv("BSDSOCKET_SANITIZE") or os.getenv("BSDSOCKET_VALGRIND"))
       local sni = setmetatable({}, { __index = function(_, name) error("no " .. name) end })
-      local sctx = server_ctx { sni = sni }
-      local cctx = client_ctx()
+      local sctx = c:server_ctx { sni = sni }
+      local cctx = c:client_ctx()
       local srv = assert(S.tcp_listen("127.0.0.1", 0))
       local port = srv:getsockname().port
       local fails = 0
@@ -541,11 +529,11 @@ describe("bsdsocket.tls security", function()
       local port = srv:getsockname().port
       local st, ct
       loop.spawn(function()
-        st = tls.wrap(assert(srv:accept()), server_ctx())
+        st = tls.wrap(assert(srv:accept()), c:server_ctx())
         assert(st:handshake())
       end)
       loop.spawn(function()
-        ct = tls.wrap(assert(S.tcp_connect("127.0.0.1", port)), client_ctx(),
+        ct = tls.wrap(assert(S.tcp_connect("127.0.0.1", port)), c:client_ctx(),
           { servername = "localhost" })
         assert(ct:handshake())
       end)
@@ -643,7 +631,7 @@ describe("bsdsocket.tls security", function()
       local h, port = slow_peer()
       finally(h.cleanup)
       local function attempt()
-        local t = tls.wrap(assert(S.tcp_connect("127.0.0.1", port)), client_ctx(),
+        local t = tls.wrap(assert(S.tcp_connect("127.0.0.1", port)), c:client_ctx(),
           { servername = "localhost" })
         t:settimeout(1)
         local r = table.pack(t:recv(10))

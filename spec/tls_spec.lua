@@ -41,18 +41,6 @@ local function pair(sctx, server, client, host)
   return sres, cres
 end
 
-local function server_ctx(extra)
-  local o = { mode = "server", certfile = c.server_cert, keyfile = c.server_key }
-  for k, v in pairs(extra or {}) do o[k] = v end
-  return assert(tls.context(o))
-end
-
-local function client_ctx(extra)
-  local o = { cafile = c.ca }
-  for k, v in pairs(extra or {}) do o[k] = v end
-  return assert(tls.context(o))
-end
-
 -- a client that connects, wraps with wrapopts, runs f(t)
 local function connect_with(ctx, wrapopts, f)
   return function(port)
@@ -74,7 +62,7 @@ describe("bsdsocket.tls", function()
     it("client contexts verify by default; tostring says what they are", function()
       local ctx = assert(tls.context())
       assert.matches("bsdsocket.tls.context %(client, verifying peers%)", tostring(ctx))
-      assert.matches("server, verify off", tostring(server_ctx()))
+      assert.matches("server, verify off", tostring(c:server_ctx()))
       assert.matches("verify off", tostring(assert(tls.context { verify = false })))
     end)
 
@@ -191,8 +179,8 @@ describe("bsdsocket.tls", function()
 
   describe("a client and a server", function()
     it("talk, inspect each other, and end with close_notify", function()
-      local sctx = server_ctx { alpn = { "h2", "http/1.1" } }
-      local cctx = client_ctx { alpn = { "http/1.1" } }
+      local sctx = c:server_ctx { alpn = { "h2", "http/1.1" } }
+      local cctx = c:client_ctx { alpn = { "http/1.1" } }
       local sres, cres = pair(sctx, function(t)
         local got = assert(t:recv(100))
         assert(t:sendall(got:upper()))
@@ -227,10 +215,10 @@ describe("bsdsocket.tls", function()
     end)
 
     it("verifies an IP literal against the IP SAN, and sends no SNI for it", function()
-      local sres, cres = pair(server_ctx(), function(t)
+      local sres, cres = pair(c:server_ctx(), function(t)
         assert(t:handshake())
         return t:servername()
-      end, connect_with(client_ctx(), { servername = "127.0.0.1" }, function(t)
+      end, connect_with(c:client_ctx(), { servername = "127.0.0.1" }, function(t)
         return t:handshake()
       end))
       assert.is_nil(sres[1])
@@ -238,16 +226,16 @@ describe("bsdsocket.tls", function()
     end)
 
     it("verifies the peer's address when no name is given", function()
-      local _, cres = pair(server_ctx(), handshake_server, connect_with(client_ctx(), nil,
+      local _, cres = pair(c:server_ctx(), handshake_server, connect_with(c:client_ctx(), nil,
         function(t) return t:handshake() end))
       assert.is_true(cres[1])
     end)
 
     it("works over IPv6", function()
-      local _, cres = pair(server_ctx(), function(t) return t:sendall("six") end,
+      local _, cres = pair(c:server_ctx(), function(t) return t:sendall("six") end,
         function(port)
           local s = assert(S.tcp_connect("::1", port))
-          local t = tls.wrap(s, client_ctx(), { servername = "::1" })
+          local t = tls.wrap(s, c:client_ctx(), { servername = "::1" })
           local r = t:recvall(3)
           t:close()
           return r
@@ -256,10 +244,10 @@ describe("bsdsocket.tls", function()
     end)
 
     it("the first send or recv runs the handshake; S.reader works on a stream", function()
-      local _, cres = pair(server_ctx(), function(t)
+      local _, cres = pair(c:server_ctx(), function(t)
         assert(t:sendall("line one\nline two\n"))
         assert(t:recv(1) == "")
-      end, connect_with(client_ctx(), { servername = "localhost" }, function(t)
+      end, connect_with(c:client_ctx(), { servername = "localhost" }, function(t)
         local r = S.reader(t)
         return r:line(), r:line()
       end))
@@ -268,14 +256,14 @@ describe("bsdsocket.tls", function()
 
     it("send takes i, j like string.sub; sends and reads huge and tiny", function()
       local big = string.rep("0123456789abcdef", 2 ^ 20 // 16 * 3)  -- 3 MiB
-      local sres, cres = pair(server_ctx(), function(t)
+      local sres, cres = pair(c:server_ctx(), function(t)
         local one = t:recvall(3)
         local all = assert(t:recvall(#big))
         local parts = {}
         for i = 1, 100 do parts[i] = assert(t:recv(1)) end
         assert(t:sendall(all))
         return one, #all, all == big, table.concat(parts)
-      end, connect_with(client_ctx(), { servername = "localhost" }, function(t)
+      end, connect_with(c:client_ctx(), { servername = "localhost" }, function(t)
         assert.equal(3, t:send("xxabcxx", 3, 5))
         assert(t:sendall(big))
         for i = 1, 100 do assert.equal(1, t:send(string.char(64 + i % 26))) end
@@ -296,10 +284,10 @@ describe("bsdsocket.tls", function()
     end)
 
     it("recvall at close_notify returns nil, msg, EOF, partial", function()
-      local _, cres = pair(server_ctx(), function(t)
+      local _, cres = pair(c:server_ctx(), function(t)
         assert(t:sendall("abc"))
         return t:shutdown()
-      end, connect_with(client_ctx(), { servername = "localhost" }, function(t)
+      end, connect_with(c:client_ctx(), { servername = "localhost" }, function(t)
         return t:recvall(10)
       end))
       assert.is_nil(cres[1])
@@ -309,7 +297,7 @@ describe("bsdsocket.tls", function()
     end)
 
     it("resumes a session", function()
-      local sctx, cctx = server_ctx(), client_ctx()
+      local sctx, cctx = c:server_ctx(), c:client_ctx()
       local srv, port = listener()
       local session, reused
       loop.spawn(function()
@@ -338,12 +326,12 @@ describe("bsdsocket.tls", function()
     end)
 
     it("a server picks a context by SNI (table or function)", function()
-      local other = server_ctx { certfile = c.other_cert, keyfile = c.other_key }
+      local other = c:server_ctx { certfile = c.other_cert, keyfile = c.other_key }
       for _, sni in ipairs { { ["other.example"] = other }, function(name)
         if name == "other.example" then return other end
       end } do
-        local sctx = server_ctx { sni = sni }
-        local _, cres = pair(sctx, handshake_server, connect_with(client_ctx(),
+        local sctx = c:server_ctx { sni = sni }
+        local _, cres = pair(sctx, handshake_server, connect_with(c:client_ctx(),
           { servername = "other.example" }, function(t)
             assert(t:handshake())
             return t:peercert().subject
@@ -353,25 +341,25 @@ describe("bsdsocket.tls", function()
     end)
 
     it("an SNI function that raises fails that handshake only", function()
-      local sctx = server_ctx { sni = function() error("boom") end }
-      local sres, cres = pair(sctx, handshake_server, connect_with(client_ctx(),
+      local sctx = c:server_ctx { sni = function() error("boom") end }
+      local sres, cres = pair(sctx, handshake_server, connect_with(c:client_ctx(),
         { servername = "localhost" }, function(t) return t:handshake() end))
       assert.is_nil(sres[1])
       assert.equal("TLS_HANDSHAKE", sres[3])
       assert.is_nil(cres[1])
       assert.is_string(cres[3])
       -- the same context without SNI from the client still works
-      local _, again = pair(sctx, handshake_server, connect_with(client_ctx(),
+      local _, again = pair(sctx, handshake_server, connect_with(c:client_ctx(),
         { hostname = "127.0.0.1" }, function(t) return t:handshake() end))
       assert.is_true(again[1])
     end)
 
     it("client certificates: required, given, and seen by the server", function()
-      local sctx = server_ctx { cafile = c.ca, require_cert = true }
+      local sctx = c:server_ctx { cafile = c.ca, require_cert = true }
       local sres, cres = pair(sctx, function(t)
         assert(t:handshake())
         return t:peercert().subject, t:recv(10)
-      end, connect_with(client_ctx { certfile = c.client_cert, keyfile = c.client_key },
+      end, connect_with(c:client_ctx { certfile = c.client_cert, keyfile = c.client_key },
         { servername = "localhost" }, function(t) return t:sendall("hi") end))
       assert.equal("CN=bsdsocket client", sres[1])
       assert.equal("hi", sres[2])
@@ -391,7 +379,7 @@ describe("bsdsocket.tls", function()
     end
 
     it("untrusted chain: TLS_VERIFY", function()
-      local r = client_fails(server_ctx(), assert(tls.context()), { servername = "localhost" })
+      local r = client_fails(c:server_ctx(), assert(tls.context()), { servername = "localhost" })
       assert.is_nil(r[1])
       assert.matches("^tls handshake localhost:%d+: certificate verify failed "
         .. "%(unable to get local issuer certificate%)$", r[2])
@@ -399,30 +387,30 @@ describe("bsdsocket.tls", function()
     end)
 
     it("self-signed: TLS_VERIFY", function()
-      local r = client_fails(server_ctx { certfile = c.self_cert, keyfile = c.self_key }, client_ctx(),
+      local r = client_fails(c:server_ctx { certfile = c.self_cert, keyfile = c.self_key }, c:client_ctx(),
         { servername = "localhost" })
       assert.equal("TLS_VERIFY", r[3])
       assert.matches("self%-signed", r[2])
     end)
 
     it("expired: TLS_VERIFY", function()
-      local r, s = client_fails(server_ctx { certfile = c.expired_cert, keyfile = c.expired_key },
-        client_ctx(), { servername = "localhost" })
+      local r, s = client_fails(c:server_ctx { certfile = c.expired_cert, keyfile = c.expired_key },
+        c:client_ctx(), { servername = "localhost" })
       assert.equal("TLS_VERIFY", r[3])
       assert.matches("certificate has expired", r[2])
       assert.equal("TLS_VERIFY", s[3])  -- the server hears the client's alert
     end)
 
     it("wrong name: TLS_VERIFY (hostname mismatch)", function()
-      local r = client_fails(server_ctx { certfile = c.other_cert, keyfile = c.other_key },
-        client_ctx(), { servername = "localhost" })
+      local r = client_fails(c:server_ctx { certfile = c.other_cert, keyfile = c.other_key },
+        c:client_ctx(), { servername = "localhost" })
       assert.equal("TLS_VERIFY", r[3])
       assert.matches("^tls handshake localhost:%d+: certificate verify failed %(hostname mismatch%)$", r[2])
     end)
 
     it("IP literal without an IP SAN: TLS_VERIFY", function()
-      local r = client_fails(server_ctx { certfile = c.noip_cert, keyfile = c.noip_key },
-        client_ctx(), { servername = "127.0.0.1" })
+      local r = client_fails(c:server_ctx { certfile = c.noip_cert, keyfile = c.noip_key },
+        c:client_ctx(), { servername = "127.0.0.1" })
       assert.equal("TLS_VERIFY", r[3])
       assert.matches("IP address mismatch", r[2])
     end)
@@ -430,7 +418,7 @@ describe("bsdsocket.tls", function()
     it("verify = false accepts every one of them", function()
       for _, pair_ in ipairs { { c.self_cert, c.self_key }, { c.expired_cert, c.expired_key },
                                 { c.other_cert, c.other_key }, { c.noip_cert, c.noip_key } } do
-        local sctx = server_ctx { certfile = pair_[1], keyfile = pair_[2] }
+        local sctx = c:server_ctx { certfile = pair_[1], keyfile = pair_[2] }
         local r = client_fails(sctx, assert(tls.context { verify = false }), { servername = "localhost" })
         assert.is_nil(r[3], r[2])
         assert.equal("", r[1])  -- the server's close_notify
@@ -438,14 +426,14 @@ describe("bsdsocket.tls", function()
     end)
 
     it("protocol below min_version: TLS_PROTOCOL", function()
-      local r, s = client_fails(server_ctx { max_version = "TLSv1.2" },
-        client_ctx { min_version = "TLSv1.3" }, { servername = "localhost" })
+      local r, s = client_fails(c:server_ctx { max_version = "TLSv1.2" },
+        c:client_ctx { min_version = "TLSv1.3" }, { servername = "localhost" })
       assert.equal("TLS_PROTOCOL", r[3])
       assert.equal("TLS_PROTOCOL", s[3])
     end)
 
     it("no shared ALPN: TLS_HANDSHAKE", function()
-      local r, s = client_fails(server_ctx { alpn = { "h2" } }, client_ctx { alpn = { "http/1.1" } },
+      local r, s = client_fails(c:server_ctx { alpn = { "h2" } }, c:client_ctx { alpn = { "http/1.1" } },
         { servername = "localhost" })
       assert.equal("TLS_HANDSHAKE", r[3])
       assert.matches("no application protocol", r[2])
@@ -454,17 +442,17 @@ describe("bsdsocket.tls", function()
 
     it("a server requiring a client certificate that was not given: TLS_HANDSHAKE", function()
       for _, v in ipairs { "TLSv1.2", "TLSv1.3" } do
-        local r, s = client_fails(server_ctx { cafile = c.ca, require_cert = true, max_version = v },
-          client_ctx(), { servername = "localhost" })
+        local r, s = client_fails(c:server_ctx { cafile = c.ca, require_cert = true, max_version = v },
+          c:client_ctx(), { servername = "localhost" })
         assert.equal("TLS_HANDSHAKE", r[3])
         assert.equal("TLS_HANDSHAKE", s[3])
       end
     end)
 
     it("clears OpenSSL's error queue: a failure does not leak into the next call", function()
-      client_fails(server_ctx { certfile = c.other_cert, keyfile = c.other_key }, client_ctx(),
+      client_fails(c:server_ctx { certfile = c.other_cert, keyfile = c.other_key }, c:client_ctx(),
         { servername = "localhost" })
-      local _, cres = pair(server_ctx(), handshake_server, connect_with(client_ctx(),
+      local _, cres = pair(c:server_ctx(), handshake_server, connect_with(c:client_ctx(),
         { servername = "localhost" }, function(t) return t:handshake() end))
       assert.is_true(cres[1])
     end)
@@ -474,7 +462,7 @@ describe("bsdsocket.tls", function()
     it("a handshake against a silent peer times out (ETIMEDOUT) within its timeout", function()
       local srv, port = listener()
       local s = assert(S.tcp_connect("127.0.0.1", port))
-      local t = tls.wrap(s, client_ctx(), { servername = "localhost" })
+      local t = tls.wrap(s, c:client_ctx(), { servername = "localhost" })
       assert(t:settimeout(0.2))
       assert.equal(0.2, t:gettimeout())
       assert.equal(0.2, t:timeout())
@@ -489,9 +477,9 @@ describe("bsdsocket.tls", function()
 
     it("non-blocking: EAGAIN with events() telling what to wait for; pending()", function()
       local srv, port = listener()
-      local sctx = server_ctx()
+      local sctx = c:server_ctx()
       local s = assert(S.tcp_connect("127.0.0.1", port))
-      local t = tls.wrap(s, client_ctx(), { servername = "localhost" })
+      local t = tls.wrap(s, c:client_ctx(), { servername = "localhost" })
       assert(t:setblocking(false))
       assert.is_nil(t:timeout())
       local ok, _, code = t:handshake()
@@ -530,7 +518,7 @@ describe("bsdsocket.tls", function()
     end)
 
     it("many clients at once on one loop, and one whose peer stalls does not hold the others", function()
-      local sctx, cctx = server_ctx(), client_ctx()
+      local sctx, cctx = c:server_ctx(), c:client_ctx()
       local srv, port = listener()
       local served, done, stalled = 0, 0, nil
       loop.spawn(function()
@@ -578,7 +566,7 @@ describe("bsdsocket.tls", function()
 
     it("STARTTLS inside loop tasks: sockets the loop waited on, then wrapped", function()
       local srv, port = listener()
-      local sctx, cctx = server_ctx(), client_ctx()
+      local sctx, cctx = c:server_ctx(), c:client_ctx()
       local got, plain
       loop.spawn(function()
         local conn = assert(srv:accept())
@@ -609,7 +597,7 @@ describe("bsdsocket.tls", function()
 
     it("closing a stream wakes a task waiting on it (EBADF)", function()
       local srv, port = listener()
-      local t = tls.wrap(assert(S.tcp_connect("127.0.0.1", port)), client_ctx(), { servername = "localhost" })
+      local t = tls.wrap(assert(S.tcp_connect("127.0.0.1", port)), c:client_ctx(), { servername = "localhost" })
       local code
       loop.spawn(function()
         local _, _, cd = t:handshake()
@@ -626,7 +614,7 @@ describe("bsdsocket.tls", function()
 
     it("loop.wait and the poller take a stream", function()
       local srv, port = listener()
-      local t = tls.wrap(assert(S.tcp_connect("127.0.0.1", port)), client_ctx(), { servername = "localhost" })
+      local t = tls.wrap(assert(S.tcp_connect("127.0.0.1", port)), c:client_ctx(), { servername = "localhost" })
       local res
       loop.spawn(function() res = table.pack(loop.wait(t, "w", 1)) end)
       assert(loop.run(5))
@@ -653,13 +641,13 @@ describe("bsdsocket.tls", function()
       local srv, port = listener()
       local name, got
       loop.spawn(function()
-        local t = tls.wrap(assert(srv:accept()), server_ctx())
+        local t = tls.wrap(assert(srv:accept()), c:server_ctx())
         t:handshake()
         name = t:servername()
         got = t:recv(10)
         t:sendall("ok")
         t:close()
-        t = tls.wrap(assert(srv:accept()), server_ctx())  -- the untrusted attempt
+        t = tls.wrap(assert(srv:accept()), c:server_ctx())  -- the untrusted attempt
         t:handshake()
         t:close()
       end)

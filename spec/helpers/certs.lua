@@ -15,6 +15,9 @@
 --   c.deep_client, c.deep_client_key -- a client certificate issued by an
 --                               intermediate CA, followed by it (one file)
 --   c.dir                       -- the directory
+--   c:server_ctx([extra])       -- tls.context of mode "server" with the
+--                               server certificate, plus the fields of extra
+--   c:client_ctx([extra])       -- tls.context trusting the CA, plus extra
 -- Keys are EC P-256 (fast to make). Everything is removed by c:remove().
 local net = require "helpers.net"
 
@@ -124,6 +127,16 @@ function M.make()
     read = function(_, path) return read(path) end,
     remove = function() d:remove() end,
   }
+  local function context(o, extra)
+    for k, v in pairs(extra or {}) do o[k] = v end
+    return assert(require("bsdsocket.tls").context(o))
+  end
+  function c.server_ctx(self, extra)
+    return context({ mode = "server", certfile = self.server_cert, keyfile = self.server_key }, extra)
+  end
+  function c.client_ctx(self, extra)
+    return context({ cafile = self.ca }, extra)
+  end
   return c
 end
 
