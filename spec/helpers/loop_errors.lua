@@ -1,9 +1,10 @@
 -- The loop specs' fixture: inside a describe,
 --   local errors = require("helpers.loop_errors")
 --     .collect(before_each, after_each)
--- (busted's hooks live in the spec file's environment) makes each test start with loop.onerror appending { err = tostring(err),
--- task = task } to the (emptied) list errors, and end with onerror reset
--- and no task left.
+-- (busted's hooks live in the spec file's environment) makes each test
+-- start with loop.onerror appending { err = tostring(err), task = task }
+-- to the (emptied) list errors, and end with onerror reset and no task
+-- left.
 local loop = require "bsdsocket.loop"
 local assert = require "luassert"
 
