@@ -551,7 +551,10 @@ static unsigned armevents(const sched *S, unsigned want) {
          | (want & BSD_WANT_WRITE ? POLLOUT : 0) | BSD_POLL_ONESHOT;
 }
 
-static int registerfd(lua_State *L, sched *S, slot *sl, int fd, int fresh) {
+/* Makes the poller's registration of fd what its waiters (and a waiter
+** about to be linked: adding, a BSD_WANT_* or 0) need; 0 or an errno. */
+static int registerfd(lua_State *L, sched *S, slot *sl, int fd, int fresh,
+                      unsigned adding) {
   unsigned want;
   int err;
   if (S->edge) {
@@ -561,7 +564,7 @@ static int registerfd(lua_State *L, sched *S, slot *sl, int fd, int fresh) {
     return err;
   }
   want = (sl->head[0] >= 0 ? BSD_WANT_READ : 0)
-         | (sl->head[1] >= 0 ? BSD_WANT_WRITE : 0);
+         | (sl->head[1] >= 0 ? BSD_WANT_WRITE : 0) | adding;
   if (want == sl->reg && !fresh) return 0;
   err = want ? bsd_pollbe_ctl(L, S->be, BSD_POLL_ADD, fd, armevents(S, want))
              : bsd_pollbe_ctl(L, S->be, BSD_POLL_DEL, fd, 0);
@@ -584,25 +587,30 @@ static int sockslot(sched *S, slot *sl, bsd_socket *s, int fd) {
   return fresh;
 }
 
-/* Links task id as a waiter on fd in direction ev (0 read, 1 write) and
-** makes sure the poller has it: 0, or the poller's errno (then the task
-** is not linked). Memory is reserved first: nothing raises once linked. */
-static int linkwait(lua_State *L, sched *S, int id, int fd, int ev,
-                    int fresh, double deadline) {
-  slot *sl = &S->slots[fd];
+/* task id waits on fd in direction ev (0 read, 1 write), the newest */
+static void linktask(sched *S, int id, int fd, int ev) {
   task *t = &S->t[id];
-  int err;
-  if (deadline >= 0) reserveheap(L, S);
+  slot *sl = &S->slots[fd];
+  t->state = T_WAITING;
   t->fd = fd;
   t->ev = (unsigned char)ev;
   t->next = sl->head[ev];
   t->mark = 0;
   sl->head[ev] = id;
-  if ((err = registerfd(L, S, sl, fd, fresh)) != 0) {
-    unchain(S, &sl->head[ev], id);
-    return err;
-  }
-  t->state = T_WAITING;
+}
+
+/* Links task id as a waiter on fd in direction ev once the poller has fd:
+** 0, or the poller's errno (then the task is not linked). What may raise
+** (the poller's and the heap's memory) comes first: a task is never left
+** linked by an error. */
+static int linkwait(lua_State *L, sched *S, int id, int fd, int ev,
+                    int fresh, double deadline) {
+  int err;
+  if (deadline >= 0) reserveheap(L, S);
+  err = registerfd(L, S, &S->slots[fd], fd, fresh,
+                   ev ? BSD_WANT_WRITE : BSD_WANT_READ);
+  if (err) return err;
+  linktask(S, id, fd, ev);
   if (deadline >= 0) settimer(L, S, id, deadline);
   return 0;
 }
@@ -655,18 +663,9 @@ static int directwait(void *ud, lua_State *co, bsd_socket *s, int want,
   if (id < 0 || S->t[id].co != co || fd < 0) return -1;
   if (S->edge && deadline < 0 && s->loopfd == fd && s->loopid == S->id
       && S->slots[fd].reg) {
-    /* registered already (edge-triggered): only the link (see linkwait) */
-    task *t = &S->t[id];
-    slot *sl = &S->slots[fd];
-    t->fd = fd;
-    t->ev = (unsigned char)ev;
-    t->next = sl->head[ev];
-    t->mark = 0;
-    t->state = T_WAITING;
-    sl->head[ev] = id;
-    s->waited = 1;
-    sl->who = s;
-    sl->issock = 1;
+    /* registered already (edge-triggered): only the link */
+    sockslot(S, &S->slots[fd], s, fd);
+    linktask(S, id, fd, ev);
     return 0;
   }
   getslot(co, S, fd);
@@ -761,7 +760,7 @@ static void dispatch(lua_State *L, sched *S, int fd, unsigned revents) {
   if ((revents & WWAKE) && sl->head[1] >= 0) wakeall(L, S, fd, 1);
   sl = &S->slots[fd];
   if (!S->edge && (sl->head[0] >= 0 || sl->head[1] >= 0))
-    registerfd(L, S, sl, fd, 0);
+    registerfd(L, S, sl, fd, 0, 0);
 }
 
 /* resumes the tasks whose deadline has passed */
@@ -781,7 +780,7 @@ static void expire(lua_State *L, sched *S, double now) {
       case T_WAITING: {
         slot *sl = &S->slots[t->fd];
         unchain(S, &sl->head[t->ev], id);
-        if (!S->edge) registerfd(L, S, sl, t->fd, 0);
+        if (!S->edge) registerfd(L, S, sl, t->fd, 0, 0);
         resume(L, S, id, RV_FALSE);
         break;
       }
@@ -984,7 +983,7 @@ static int l_cancel(lua_State *L) {
     case T_WAITING: {
       slot *sl = &S->slots[t->fd];
       unchain(S, &sl->head[t->ev], id);
-      if (!S->edge) registerfd(L, S, sl, t->fd, 0);
+      if (!S->edge) registerfd(L, S, sl, t->fd, 0, 0);
       break;
     }
     case T_JOINING:
