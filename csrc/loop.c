@@ -401,6 +401,8 @@ static void after(lua_State *L, sched *S, int id, int status, int nres) {
     finished(L, S, id, status == LUA_OK, status == LUA_OK ? nres : 1);
     return;
   }
+  /* a socket call linked it as a waiter itself (directwait) */
+  if (nres == 0 && S->t[id].state == T_WAITING) return;
   kind = nres > 0 ? lua_type(co, -nres) : LUA_TNIL;
   /* short strings are interned: "bsdsocket.wait" is one string */
   if (kind == LUA_TSTRING && lua_tostring(co, -nres) == S->waitstr)
@@ -461,9 +463,6 @@ static void resume(lua_State *L, sched *S, int id, int rv) {
     sh->sched = psched;
     S->current = pcur;
   }
-  /* a socket call linked it as a waiter itself (waitdirect) */
-  if (status == LUA_YIELD && nres == 0 && S->t[id].state == T_WAITING)
-    return;
   after(L, S, id, status, nres);
 }
 

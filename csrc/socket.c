@@ -190,10 +190,14 @@ bsd_shared *bsd_getshared(lua_State *L) {
   return sh;
 }
 
+/* the methods' bsd_shared */
+static bsd_shared *shared(lua_State *L) {
+  return (bsd_shared *)lua_touserdata(L, BSD_UV_SHARED);
+}
+
 /* A call runs in a task when its thread is one of S._tasks and it may
 ** yield there. The thread a scheduler is resuming is one: no lookup. */
-static int intask(lua_State *L) {
-  const bsd_shared *sh = (const bsd_shared *)lua_touserdata(L, BSD_UV_SHARED);
+static int intask(lua_State *L, const bsd_shared *sh) {
   int found;
   if (!lua_isyieldable(L)) return 0;
   if (sh->running == L) return 1;
@@ -207,13 +211,13 @@ static int intask(lua_State *L) {
 /* In the task a scheduler is resuming, waiting on socket s: links the
 ** task as a waiter there at once, to yield no values (see bsd_shared).
 ** The scheduler sets wait before it sets running. */
-static int waitdirect(lua_State *L, bsd_socket *s, int want, double deadline) {
-  bsd_shared *sh = (bsd_shared *)lua_touserdata(L, BSD_UV_SHARED);
+static int waitdirect(lua_State *L, const bsd_shared *sh, bsd_socket *s,
+                      int want, double deadline) {
   return sh->running == L && sh->wait(sh->sched, L, s, want, deadline) == 0;
 }
 
 static waitmode modenow(lua_State *L, bsd_socket *s) {
-  if (intask(L)) {
+  if (intask(L, shared(L))) {
     setfdmode(s, 1);
     return MODE_TASK;
   }
@@ -318,7 +322,7 @@ static int yieldwait(lua_State *L, bsd_io *io, lua_KContext kctx,
   s->waited = 1;
   /* through s itself: a TLS stream (at 1) waits as the object it is */
   if (lua_touserdata(L, 1) == (void *)s
-      && waitdirect(L, s, io->want, io->deadline))
+      && waitdirect(L, shared(L), s, io->want, io->deadline))
     return lua_yieldk(L, 0, kctx, k);
   lua_pushliteral(L, "bsdsocket.wait");
   lua_pushvalue(L, 1);
@@ -1179,7 +1183,7 @@ static int sock_sendto(lua_State *L) {
 ** no allocation of maxbytes per call, none at all for a call that finds
 ** nothing to read. */
 static char *scratch(lua_State *L, size_t size) {
-  bsd_shared *sh = (bsd_shared *)lua_touserdata(L, BSD_UV_SHARED);
+  bsd_shared *sh = shared(L);
   if (size > sh->scratchsize) {
     size_t n = size < 65536 ? 65536 : size;
     sh->scratch = (char *)lua_newuserdatauv(L, n, 0);
@@ -1342,7 +1346,7 @@ static int yieldrecv(lua_State *L, bsd_socket *s, size_t max,
   s->want = BSD_WANT_READ;
   s->waited = 1;
   lua_pushnil(L);
-  if (sh->running == L && sh->wait(sh->sched, L, s, BSD_WANT_READ, -1) == 0)
+  if (waitdirect(L, sh, s, BSD_WANT_READ, -1))
     return lua_yieldk(L, 0, (lua_KContext)max, k_recvtask);
   lua_rawgeti(L, BSD_UV_SCRATCH, SCRATCH_WAITSTR);
   lua_pushvalue(L, 1);
@@ -1361,9 +1365,7 @@ static int k_recvtask(lua_State *L, int status, lua_KContext ctx) {
     int r;
     lua_settop(L, 2);
     if ((r = recvonce(L, s, (size_t)ctx)) != 0) return r;
-    if (s->rdrained)
-      return yieldrecv(L, s, (size_t)ctx,
-                       (bsd_shared *)lua_touserdata(L, BSD_UV_SHARED));
+    if (s->rdrained) return yieldrecv(L, s, (size_t)ctx, shared(L));
     return op_recv(L, LUA_OK, 2);
   }
   return op_recv(L, status, 2);
@@ -1380,11 +1382,9 @@ static int sock_recv(lua_State *L) {
       int r = recvonce(L, s, max);
       if (r != 0) return r;
     }
-    if (s->rdrained && s->fd_nonblock && s->timeout < 0
-        && lua_isyieldable(L)) {
-      /* intask, asking the shared state once for both */
-      const bsd_shared *sh = (bsd_shared *)lua_touserdata(L, BSD_UV_SHARED);
-      if (sh->running == L || intask(L)) return yieldrecv(L, s, max, sh);
+    if (s->rdrained && s->fd_nonblock && s->timeout < 0) {
+      const bsd_shared *sh = shared(L);
+      if (intask(L, sh)) return yieldrecv(L, s, max, sh);
     }
   }
   return op_recv(L, LUA_OK, lua_gettop(L));
