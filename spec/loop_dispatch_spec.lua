@@ -561,14 +561,10 @@ describe("bsdsocket.loop dispatch", function()
       collectgarbage()
       collectgarbage()
       -- take descriptors until one has the number again
-      local held, a, b = {}, nil, nil
+      local held = {}
       finally(function() closeall(held) end)
-      for _ = 1, 64 do
-        local x, y = assert(S.socketpair())
-        held[#held + 1], held[#held + 2] = x, y
-        if x:fileno() == fd then a, b = x, y break end
-        if y:fileno() == fd then a, b = y, x break end
-      end
+      local a, b = net.pair_with_fd(fd, held)
+      held[#held + 1], held[#held + 2] = a, b
       assert.is_not_nil(a, "the number was not reused")
       local got
       loop.spawn(function() got = { a:recv(5) } end)
@@ -651,23 +647,33 @@ describe("bsdsocket.loop dispatch", function()
   -- waiter itself and yields no values (bsd_shared in csrc/bsdsocket.h);
   -- any other thread must not be taken for it.
   describe("socket calls that link their task themselves", function()
-    it("a coroutine that a task resumes is not the task: its recv waits outside the loop", function()
+    -- In a task, outside(c) makes a recv on c (timeout 0.05 s) that must
+    -- not be taken for the task's own, and returns its results; then the
+    -- task's own recv gets what the peer sends 0.1 s later. Returns them.
+    local function outside_then_own(outside)
       local c, d = S.socketpair()
       finally(function() net.closeall(c, d) end)
-      local inner, own
+      local got, own
       loop.spawn(function()
         c:settimeout(0.05)
-        inner = table.pack(coroutine.wrap(function() return c:recv(5) end)())
+        got = outside(c)
         c:settimeout(nil)
         own = { c:recv(5) }
       end)
       loop.spawn(function() loop.sleep(0.1); d:send("later") end)
       assert.is_true(loop.run(5))
       assert.same({}, errors)
+      assert.same({ "later" }, own)
+      return got
+    end
+
+    it("a coroutine that a task resumes is not the task: its recv waits outside the loop", function()
+      local inner = outside_then_own(function(c)
+        return table.pack(coroutine.wrap(function() return c:recv(5) end)())
+      end)
       assert.equal(3, inner.n)
       assert.is_nil(inner[1])
       assert.equal("ETIMEDOUT", inner[3])
-      assert.same({ "later" }, own)
     end)
 
     it("a coroutine of S._tasks resumed by hand inside a task still yields the wait values", function()
@@ -691,34 +697,24 @@ describe("bsdsocket.loop dispatch", function()
     end)
 
     it("a socket call where the task cannot yield (a sort comparator) waits outside the loop", function()
-      local c, d = S.socketpair()
-      finally(function() net.closeall(c, d) end)
-      local got, own
-      loop.spawn(function()
-        c:settimeout(0.05)
+      local got = outside_then_own(function(c)
+        local r
         table.sort({ 2, 1 }, function(x, y)
-          got = got or { c:recv(5) }
+          r = r or { c:recv(5) }
           return x < y
         end)
-        c:settimeout(nil)
-        own = { c:recv(5) }
+        return r
       end)
-      loop.spawn(function() loop.sleep(0.1); d:send("after") end)
-      assert.is_true(loop.run(5))
-      assert.same({}, errors)
       assert.is_nil(got[1])
       assert.equal("ETIMEDOUT", got[3])
-      assert.same({ "after" }, own)
     end)
 
     it("a reader and a writer of one socket, both linked by their calls, both see its close", function()
       local c, d = S.socketpair()
       finally(function() net.closeall(c, d) end)
       -- fill c's send buffer so that a sendall waits
-      c:settimeout(0)
+      assert.equal("EAGAIN", net.fill(c))
       local chunk = string.rep("x", 65536)
-      while c:send(chunk) do end
-      c:settimeout(nil)
       local r, w
       loop.spawn(function() r = { c:recv(5) } end)
       loop.spawn(function() w = { c:sendall(chunk) } end)

@@ -373,15 +373,9 @@ describe("S.poller", function()
     -- free number may be another one: libkqueue closes a closed kqueue's
     -- own descriptors later, from its own thread; so make sockets until
     -- one has it.)
-    local c, d
     local extra = {}
     finally(function() net.closeall(table.unpack(extra)) end)
-    for _ = 1, 64 do
-      local x, y = S.socketpair()
-      if x:fileno() == fd then c, d = x, y break end
-      if y:fileno() == fd then c, d = y, x break end
-      extra[#extra + 1], extra[#extra + 2] = x, y
-    end
+    local c, d = net.pair_with_fd(fd, extra)
     assert(c, "no new socket got descriptor " .. fd)
     local _cc <close> = c
     local _cd <close> = d

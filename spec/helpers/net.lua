@@ -15,6 +15,37 @@ function M.closeall(...)
   end
 end
 
+-- Sends 64 KiB chunks on s without waiting until a send fails, at most
+-- bound sends (default 1000), so that s's send queue (and its peer's
+-- receive queue) is full; s's timeout stays as it was. Returns the failed
+-- send's error code ("EAGAIN"), or nil when every send went through.
+function M.fill(s, bound)
+  local timeout = s:gettimeout()
+  local chunk = ("f"):rep(65536)
+  local code
+  s:settimeout(0)
+  for _ = 1, bound or 1000 do
+    local n, _, c = s:send(chunk)
+    if not n then code = c break end
+  end
+  s:settimeout(timeout)
+  return code
+end
+
+-- A socket pair one of whose ends has descriptor number fd (the lowest
+-- free number need not be fd at once: a descriptor closed elsewhere, say
+-- by libkqueue's thread, may come free later): that end and its peer, or
+-- nil after 64 pairs. The pairs made on the way go into held, to close.
+function M.pair_with_fd(fd, held)
+  for _ = 1, 64 do
+    local x, y = assert(S.socketpair())
+    if x:fileno() == fd then return x, y end
+    if y:fileno() == fd then return y, x end
+    held[#held + 1], held[#held + 2] = x, y
+  end
+  return nil
+end
+
 -- A TCP socket listening on host (default 127.0.0.1) port 0.
 -- Returns the listener and the port the kernel chose.
 function M.server(host, family)
