@@ -9,6 +9,7 @@ local S = require "bsdsocket"
 local net = require "helpers.net"
 
 local spawn_env = require("helpers.child").spawn
+local cshim = require "helpers.cshim"
 
 -- waits until the child printed `what`; true if it did within s seconds
 local function await(h, what, s)
@@ -31,13 +32,7 @@ end
 -- A shared object that installs a SIGUSR1 handler WITHOUT SA_RESTART in the
 -- child, so a blocking recv really fails with EINTR (plain Lua cannot
 -- install handlers). Built once with the C compiler; nil if there is none.
-local shim
-local function sigshim()
-  if shim ~= nil then return shim or nil end
-  local d = net.tmpdir()
-  local src, so = d:path("shim.c"), d.dir .. "/sigshim.so"
-  local f = assert(io.open(src, "w"))
-  f:write([[
+local sigshim = cshim.new("sigshim", [[
 #include <signal.h>
 #include <string.h>
 #include <unistd.h>
@@ -50,18 +45,10 @@ __attribute__((constructor)) static void install(void) {
   sigaction(SIGUSR1, &sa, NULL);
 }
 ]])
-  f:close()
-  local cc = os.getenv("CC") or "cc"
-  if os.execute(cc .. " -shared -fPIC -o " .. net.shquote(so) .. " " .. net.shquote(src) .. " 2>/dev/null") then
-    shim = so
-  else
-    shim = false
-    d:remove()
-  end
-  return shim or nil
-end
 
 describe("faults", function()
+  teardown(function() sigshim:remove() end)
+
   it("a peer that resets mid-stream (SO_LINGER 0, close) gives ECONNRESET", function()
     local cli, srv = net.tcp_pair()
     finally(function() net.closeall(cli, srv) end)
@@ -225,7 +212,7 @@ describe("faults", function()
   end)
 
   it("SIGUSR1 with a handler (no SA_RESTART) during a blocking recv, accept and recvall: EINTR is retried", function()
-    local so = sigshim()
+    local so = sigshim:path()
     if not so then
       print("faults: no C compiler, the SIGUSR1 EINTR case is skipped")
       return

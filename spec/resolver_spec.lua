@@ -1,6 +1,7 @@
 -- The resolver and conversions: getaddrinfo with every hint, getnameinfo,
 -- inet_pton/inet_ntop, and the byte-order functions.
 local net = require "helpers.net"
+local cshim = require "helpers.cshim"
 local S = net.S
 
 local function all(list, pred)
@@ -261,13 +262,7 @@ end
 -- then "nosuch*.slow.test" gives EAI_NONAME and any other such name resolves
 -- as 127.0.0.1. Other names go to the real getaddrinfo. Built once with the
 -- C compiler; nil if there is none.
-local slowshim
-local function slowgai()
-  if slowshim ~= nil then return slowshim or nil end
-  local d = net.tmpdir()
-  local src, so = d:path("slowgai.c"), d.dir .. "/slowgai.so"
-  local f = assert(io.open(src, "w"))
-  f:write([[
+local slowgai = cshim.new("slowgai", [[
 #define _GNU_SOURCE
 #include <dlfcn.h>
 #include <netdb.h>
@@ -292,24 +287,14 @@ int getaddrinfo(const char *host, const char *serv, const struct addrinfo *hints
   }
   return real(host, serv, hints, res);
 }
-]])
-  f:close()
-  local cc = os.getenv("CC") or "cc"
-  if os.execute(cc .. " -shared -fPIC -o " .. net.shquote(so) .. " " .. net.shquote(src)
-      .. " -ldl 2>/dev/null") then
-    slowshim = so
-  else
-    slowshim = false
-    d:remove()
-  end
-  return slowshim or nil
-end
+]], "-ldl")
+teardown(function() slowgai:remove() end)   -- after every test of this file
 
 -- Runs code in a child lua5.4 with the slow getaddrinfo preloaded; returns
 -- its output and exit status. (busted keeps one finally per test: this one
 -- also runs `also`.)
 local function withslowgai(code, seconds, also, shell)
-  local so = slowgai()
+  local so = slowgai:path()
   if not so then return nil end
   local preload = os.getenv("LD_PRELOAD")
   local env = (shell or "") .. " LD_PRELOAD=" .. net.shquote((preload and preload .. ":" or "") .. so)
@@ -691,7 +676,7 @@ describe("a Lua state closed while a lookup is pending", function()
     -- under the sanitizer build the module needs the ASan runtime first,
     -- which a plain C host does not have
     if os.getenv("BSDSOCKET_SANITIZE") then return end
-    local so = slowgai()
+    local so = slowgai:path()
     if not so then pending("no C compiler for the slow getaddrinfo fixture") end
     local d = net.tmpdir()
     finally(d.remove)

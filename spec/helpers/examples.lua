@@ -110,26 +110,35 @@ function M.spawn(cmd, opts)
     local s = pipe and pipe:read("a") or ""
     return s
   end
+  local errtext                          -- stderr, kept once the file is gone
+  function p.stderr()
+    if errtext then return errtext end
+    local f = io.open(errf, "rb")
+    if not f then return "" end
+    local s = f:read("a")
+    f:close()
+    return s
+  end
+  -- the child is gone: keep its stderr, remove the temporary files
+  local function cleanup()
+    errtext = p.stderr()
+    os.remove(errf)
+    if inp ~= "/dev/null" then os.remove(inp) end
+  end
   function p.kill()
     if pipe then
       os.execute("kill " .. pid .. " 2>/dev/null")
       pipe:close()
       pipe = nil
-      if inp ~= "/dev/null" then os.remove(inp) end
+      cleanup()
     end
   end
   function p.close()                     -- waits for a child that ends itself
     local rest = p.rest()
     local _, _, code = pipe:close()
     pipe = nil
+    cleanup()
     return code, rest
-  end
-  function p.stderr()
-    local f = io.open(errf, "rb")
-    if not f then return "" end
-    local s = f:read("a")
-    f:close()
-    return s
   end
   return p
 end
