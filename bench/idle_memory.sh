@@ -15,6 +15,7 @@
 #               loop, e.g. main before the C loop; skipped when unset)
 #   C           bench/build/echo_server (epoll, one buffer for all)
 #   luv         bench/luv/echo_server.lua (when lua-luv is installed)
+#   cqueues     bench/cqueues/echo_server.lua (when lua-cqueues is installed)
 # Then a breakdown of the bsdsocket loop's bytes per task, measured inside
 # one Lua process with collectgarbage("count") (what the Lua allocator
 # accounts for) plus the scheduler's C arrays (which it does not): see
@@ -162,6 +163,11 @@ if "$LUA" -e "require 'luv'" >/dev/null 2>&1; then
   best "luv (bench/luv/echo_server.lua)" "$LUA" "$BENCH/luv/echo_server.lua"
 else
   echo "  luv: not installed"
+fi
+if "$LUA" -e "require 'cqueues'" >/dev/null 2>&1; then
+  best "cqueues (bench/cqueues/echo_server.lua)" "$LUA" "$BENCH/cqueues/echo_server.lua"
+else
+  echo "  cqueues: not installed"
 fi
 if [ -n "$BSD" ]; then
   awk -v b="$BSD" 'BEGIN { printf "  bsdsocket: %d B per idle connection (target <= 1500) %s\n", b, (b <= 1500) ? "PASS" : "MISS" }'

@@ -11,18 +11,20 @@
 #    each, checks every echoed byte, and counts requests per second for SECS.
 #    Servers: c/echo_server.c (single-threaded epoll, the baseline),
 #    examples/echo_server_loop.lua (bsdsocket.loop: a task per connection),
-#    luv/echo_server.lua (libuv), luasocket/echo_server.lua (socket.select,
+#    luv/echo_server.lua (libuv), cqueues/echo_server.lua (a coroutine per
+#    connection on a cqueues controller), luasocket/echo_server.lua (socket.select,
 #    which cannot go past 1,024 descriptors: shown as 'failed'), the same
 #    script unchanged on bsdsocket.luasocket ("LuaSocket API/bsd"; target
 #    >= 5x LuaSocket's req/s at 1,000 idle), and
 #    luasocket/echo_server_copas.lua (copas-style: a bsdsocket.loop task per
 #    connection using LuaSocket's API; reported only). Also shown:
-#    the server's CPU time per request (from /proc, over the timed phase) —
+#    the server's CPU time per request (from /proc, over the timed phase, with
+#    its user-space part: the kernel's part is the same work for every server) —
 #    on a 2-CPU machine the load generator may saturate before the C server
 #    does, and then the CPU time is the fairer comparison.
 #    Targets: bsdsocket >= 0.9x C requests/s and server CPU per request
 #    >= 0.95x C's (C's us/req over ours) at every idle count, and ahead of
-#    luv. Then the loop server with --workers N for each N > 1 of
+#    luv and cqueues. Then the loop server with --workers N for each N > 1 of
 #    BENCH_WORKERS (0 idle; CPU over all its processes), reported.
 # 2. Ping-pong latency: MSG-byte request/response on one TCP connection with
 #    blocking calls, client and server of the same kind (C, bsdsocket,
@@ -110,6 +112,7 @@ have_lua_module() { "$LUA" -e "require '$1'" >/dev/null 2>&1; }
 
 HAVE_LUASOCKET=0; have_lua_module socket && HAVE_LUASOCKET=1
 HAVE_LUV=0; have_lua_module luv && HAVE_LUV=1
+HAVE_CQUEUES=0; have_lua_module cqueues && HAVE_CQUEUES=1
 HAVE_VALGRIND=0; command -v valgrind >/dev/null 2>&1 && HAVE_VALGRIND=1
 HAVE_NGINX=0; [ -x /usr/sbin/nginx ] && HAVE_NGINX=1
 HAVE_WRK=0; command -v wrk >/dev/null 2>&1 && HAVE_WRK=1
@@ -166,6 +169,8 @@ field() { local v=${2#*"$1"=}; [ "$v" = "$2" ] && return 1; echo "${v%% *}"; }
 max() { awk -v a="$1" -v b="$2" 'BEGIN { print (a == "" || b + 0 > a + 0) ? b : a }'; }
 min() { awk -v a="$1" -v b="$2" 'BEGIN { print (a == "" || b + 0 < a + 0) ? b : a }'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "" || b == "" || b + 0 == 0) print "-"; else printf "%.2f", a / b }'; }
+# ahead RATIO: PASS when RATIO > 1 (ahead of a library), n/a without one
+ahead() { awk -v r="$1" 'BEGIN { if (r == "-") print "n/a"; else print (r + 0 > 1) ? "PASS" : "MISS" }'; }
 # verdict RATIO TARGET: PASS when RATIO >= TARGET
 verdict() { awk -v r="$1" -v t="$2" 'BEGIN { if (r == "-") print "n/a"; else print (r + 0 >= t + 0) ? "PASS" : "MISS" }'; }
 fmt() { awk -v a="$1" 'BEGIN { if (a == "" || a == "failed") print "failed"; else printf "%.0f", a }'; }
@@ -187,7 +192,7 @@ echo_run() {
   ECHO_FAILURE="the server did not start"
   start_server "$@" 127.0.0.1 || return
   if out=$(timeout $((SECS + 60 + idle / 500)) "$BIN/loadgen" 127.0.0.1 "$SERVER_PORT" "$CONNS" "$idle" "$SECS" "$MSG" "$SERVER_PID" 2>"$TMP/loadgen.err"); then
-    ECHO_RESULT="$(field rps "$out") $(field srv_us "$out")"
+    ECHO_RESULT="$(field rps "$out") $(field srv_us "$out") $(field srv_user_us "$out")"
   else
     ECHO_FAILURE="$(head -n 1 "$TMP/loadgen.err"); server: $(grep -m 1 . "$SERVER_ERR" || echo 'no message')"
   fi
@@ -202,6 +207,9 @@ scenario_echo() {
   if [ "$HAVE_LUV" = 1 ]; then
     names+=(luv); labels+=("luv (libuv)"); cmd[luv]="$LUA $BENCH/luv/echo_server.lua"
   fi
+  if [ "$HAVE_CQUEUES" = 1 ]; then
+    names+=(cq); labels+=("cqueues"); cmd[cq]="$LUA $BENCH/cqueues/echo_server.lua"
+  fi
   if [ "$HAVE_LUASOCKET" = 1 ]; then
     names+=(ls); labels+=("LuaSocket select"); cmd[ls]="$LUA $BENCH/luasocket/echo_server.lua"
   fi
@@ -211,10 +219,11 @@ scenario_echo() {
   names+=(lscopas); labels+=("LS API copas/bsd"); cmd[lscopas]="$LUA $BENCH/luasocket/echo_server_copas.lua"
   echo "== 1. concurrent echo server: $CONNS connections, one $MSG-byte request in flight each, ${SECS} s per run, best of $TRIES"
   [ "$HAVE_LUV" = 1 ] || echo "   (luv not installed: make deps-bench)"
+  [ "$HAVE_CQUEUES" = 1 ] || echo "   (cqueues not installed: make deps-bench)"
   [ "$HAVE_LUASOCKET" = 1 ] || echo "   (LuaSocket not installed: make deps-bench)"
   echo "   server: $ECHO_SERVER"
   for idle in $IDLE; do
-    local -A rps=() cpu=() fails=()
+    local -A rps=() cpu=() user=() fails=()
     for _ in $(seq "$TRIES"); do
       for name in "${names[@]}"; do
         [ "${fails[$name]:-0}" -ge 1 ] && [ "${rps[$name]:-}" = "" ] && continue  # failed once: do not retry
@@ -225,8 +234,12 @@ scenario_echo() {
           fails[$name]=1
           FAILNOTE[$name]=$ECHO_FAILURE
         else
-          rps[$name]=$(max "${rps[$name]:-}" "${r% *}")
-          cpu[$name]=$(min "${cpu[$name]:-}" "${r#* }")
+          local tr tc tu
+          read -r tr tc tu <<<"$r"
+          rps[$name]=$(max "${rps[$name]:-}" "$tr")
+          if [ "$(min "${cpu[$name]:-}" "$tc")" != "${cpu[$name]:-}" ]; then
+            cpu[$name]=$tc; user[$name]=$tu      # the user part of that same run
+          fi
         fi
       done
     done
@@ -240,10 +253,10 @@ scenario_echo() {
         cratio=$(ratio "${rps[$name]}" "${rps[c]:-}")
         cpuratio=$(ratio "${cpu[c]:-}" "${cpu[$name]}")
         if [ "$name" = c ]; then
-          printf '   %-18s %10s req/s   server CPU %6s us/req\n' "${labels[$i]}" "$(fmt "${rps[$name]}")" "${cpu[$name]}"
+          printf '   %-18s %10s req/s   server CPU %6s us/req (user %s)\n' "${labels[$i]}" "$(fmt "${rps[$name]}")" "${cpu[$name]}" "${user[$name]}"
         else
-          printf '   %-18s %10s req/s   server CPU %6s us/req   vs C: %s (req/s), %s (CPU/req)\n' \
-            "${labels[$i]}" "$(fmt "${rps[$name]}")" "${cpu[$name]}" "$cratio" "$cpuratio"
+          printf '   %-18s %10s req/s   server CPU %6s us/req (user %s)   vs C: %s (req/s), %s (CPU/req)\n' \
+            "${labels[$i]}" "$(fmt "${rps[$name]}")" "${cpu[$name]}" "${user[$name]}" "$cratio" "$cpuratio"
         fi
       fi
       i=$((i + 1))
@@ -259,7 +272,11 @@ scenario_echo() {
     fi
     if [ "$HAVE_LUV" = 1 ]; then
       r=$(ratio "${rps[bsd]:-}" "${rps[luv]:-}")
-      summary "1. echo, $idle idle: bsdsocket/luv = $r (target > 1.00) $(awk -v r="$r" 'BEGIN { if (r == "-") print "n/a"; else print (r + 0 > 1) ? "PASS" : "MISS" }')"
+      summary "1. echo, $idle idle: bsdsocket/luv = $r (target > 1.00) $(ahead "$r"); CPU per request luv/bsdsocket = $(ratio "${cpu[luv]:-}" "${cpu[bsd]:-}")"
+    fi
+    if [ "$HAVE_CQUEUES" = 1 ]; then
+      r=$(ratio "${rps[bsd]:-}" "${rps[cq]:-}")
+      summary "1. echo, $idle idle: bsdsocket/cqueues = $r (target > 1.00) $(ahead "$r"); CPU per request cqueues/bsdsocket = $(ratio "${cpu[cq]:-}" "${cpu[bsd]:-}")"
     fi
     if [ "$HAVE_LUASOCKET" = 1 ]; then
       if [ -n "${rps[ls]:-}" ]; then

@@ -10,6 +10,7 @@
 ** the next. After a short warm-up it counts completed requests for SECONDS.
 ** Prints one line:  rps=<requests/s> srv_us=<server CPU us/request or -1>
 **                   gen_cpu=<this process's CPU share of the timed phase>
+**                   srv_user_us=<its user-space part> srv_sys_us=<its kernel part>
 ** Any failure (refused, reset, wrong byte, no progress for 5 s, a set-up
 ** phase over 60 s) prints a reason on stderr and exits 1.
 */
@@ -57,8 +58,8 @@ static void fail(const char *what) {
   exit(1);
 }
 
-/* CPU ticks (utime + stime) of a process, or -1 */
-static long long proc_ticks(long pid) {
+/* CPU ticks (utime + stime) of a process, or -1; its user part in *user */
+static long long proc_ticks(long pid, long long *user) {
   char path[64], buf[1024], *p;
   unsigned long ut, st;
   FILE *f;
@@ -72,6 +73,7 @@ static long long proc_ticks(long pid) {
   p = strrchr(buf, ')');  /* the command name may hold spaces */
   if (!p || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut, &st) != 2)
     return -1;
+  *user = (long long)ut;
   return (long long)(ut + st);
 }
 
@@ -174,7 +176,7 @@ int main(int argc, char **argv) {
   int nconn, nidle, i, ep;
   double secs, t0, t1, deadline, cpu0 = 0, cpu1, last;
   long spid = 0;
-  long long tick0 = -1, tick1 = -1, done = 0;
+  long long tick0 = -1, tick1 = -1, user0 = 0, user1 = 0, done = 0;
   conn *active, *idle;
   struct rlimit rl;
   struct epoll_event ev, evs[1024];
@@ -232,7 +234,7 @@ int main(int argc, char **argv) {
     if (deadline < 0 && t >= t1) {
       t1 = t;
       cpu0 = self_cpu();
-      tick0 = spid ? proc_ticks(spid) : -1;
+      tick0 = spid ? proc_ticks(spid, &user0) : -1;
       done = 0;
       deadline = t1 + secs;
     }
@@ -252,12 +254,17 @@ int main(int argc, char **argv) {
   }
   {
     double el = now() - t1;
-    double srv = -1;
+    double srv = -1, srv_user = -1, per = 0;
     cpu1 = self_cpu();
-    tick1 = tick0 >= 0 ? proc_ticks(spid) : -1;
-    if (tick1 >= tick0 && tick0 >= 0 && done > 0)
-      srv = (double)(tick1 - tick0) / (double)sysconf(_SC_CLK_TCK) * 1e6 / (double)done;
-    printf("rps=%.0f srv_us=%.2f gen_cpu=%.2f\n", (double)done / el, srv, (cpu1 - cpu0) / el);
+    tick1 = tick0 >= 0 ? proc_ticks(spid, &user1) : -1;
+    if (tick1 >= tick0 && tick0 >= 0 && done > 0) {
+      per = 1e6 / (double)sysconf(_SC_CLK_TCK) / (double)done;
+      srv = (double)(tick1 - tick0) * per;
+      srv_user = (double)(user1 - user0) * per;
+    }
+    printf("rps=%.0f srv_us=%.2f gen_cpu=%.2f srv_user_us=%.2f srv_sys_us=%.2f\n",
+           (double)done / el, srv, (cpu1 - cpu0) / el, srv_user,
+           srv >= 0 ? srv - srv_user : -1);
   }
   return 0;
 }
