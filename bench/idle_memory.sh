@@ -98,7 +98,7 @@ measure() {
     sleep 0.1
   done
   if ! [ "${port:-0}" -gt 0 ] 2>/dev/null; then
-    printf '  %-34s did not start: %s\n' "$label" "$(head -c 200 "$TMP/server.err")"
+    printf '  %-40s did not start: %s\n' "$label" "$(head -c 200 "$TMP/server.err")"
     kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null
     return 1
   fi
@@ -117,7 +117,7 @@ measure() {
     sleep 0.1
   done
   if ! grep -q ready "$TMP/clients.out"; then
-    printf '  %-34s clients failed: %s\n' "$label" "$(head -c 200 "$TMP/clients.out")"
+    printf '  %-40s clients failed: %s\n' "$label" "$(head -c 200 "$TMP/clients.out")"
     exec 9>&-; wait "$cpid" 2>/dev/null
     kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null
     return 1
@@ -134,7 +134,7 @@ measure() {
   wait "$cpid" 2>/dev/null
   kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null
   BPC=$(( (after - before) * 1024 / N ))
-  printf '  %-34s %8d kB -> %8d kB   %6d B per connection\n' "$label" "$before" "$after" "$BPC"
+  printf '  %-40s %8d kB -> %8d kB   %6d B per connection\n' "$label" "$before" "$after" "$BPC"
 }
 
 # best LABEL CMD...: the least of TRIES measurements
