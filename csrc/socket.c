@@ -173,19 +173,23 @@ int bsd_addrerror(lua_State *L, const char *call, const bsd_addr *a, int err) {
 
 /* ---- the I/O loop ---- */
 
-bsd_shared *bsd_getshared(lua_State *L) {
+/* pushes the state's bsd_shared, made on first use */
+static bsd_shared *pushshared(lua_State *L) {
   bsd_shared *sh;
   if (lua_rawgetp(L, LUA_REGISTRYINDEX, &sharedkey) == LUA_TUSERDATA)
-    sh = (bsd_shared *)lua_touserdata(L, -1);
-  else {
-    lua_pop(L, 1);
-    sh = (bsd_shared *)lua_newuserdatauv(L, sizeof(bsd_shared), 1);
-    memset(sh, 0, sizeof *sh);
-    lua_rawgetp(L, LUA_REGISTRYINDEX, &bsd_taskskey);  /* S._tasks */
-    lua_setiuservalue(L, -2, 1);
-    lua_pushvalue(L, -1);
-    lua_rawsetp(L, LUA_REGISTRYINDEX, &sharedkey);
-  }
+    return (bsd_shared *)lua_touserdata(L, -1);
+  lua_pop(L, 1);
+  sh = (bsd_shared *)lua_newuserdatauv(L, sizeof(bsd_shared), 1);
+  memset(sh, 0, sizeof *sh);
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &bsd_taskskey);  /* S._tasks */
+  lua_setiuservalue(L, -2, 1);
+  lua_pushvalue(L, -1);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &sharedkey);
+  return sh;
+}
+
+bsd_shared *bsd_getshared(lua_State *L) {
+  bsd_shared *sh = pushshared(L);
   lua_pop(L, 1);  /* the registry keeps it */
   return sh;
 }
@@ -1699,8 +1703,7 @@ static const luaL_Reg sock_funcs[] = {
 };
 
 void bsd_pushmethodupvalues(lua_State *L) {
-  bsd_getshared(L);
-  lua_rawgetp(L, LUA_REGISTRYINDEX, &sharedkey);
+  pushshared(L);
   lua_rawgetp(L, LUA_REGISTRYINDEX, &scratchholderkey);
   if (lua_isnil(L, -1)) {
     lua_pop(L, 1);
